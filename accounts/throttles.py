@@ -1,0 +1,26 @@
+"""Throttles for the token endpoint: guesses are limited per client IP and per email."""
+
+from rest_framework.throttling import SimpleRateThrottle
+
+from .models import normalize_email_address
+
+
+class LoginIPThrottle(SimpleRateThrottle):
+    scope = "login_ip"
+
+    def get_cache_key(self, request, view):
+        if request.method != "POST":
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginEmailThrottle(SimpleRateThrottle):
+    scope = "login_email"
+
+    def get_cache_key(self, request, view):
+        if request.method != "POST":
+            return None
+        email = request.data.get("email") if hasattr(request.data, "get") else None
+        if not isinstance(email, str) or not email.strip():
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": normalize_email_address(email)}

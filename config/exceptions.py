@@ -1,0 +1,48 @@
+"""One place where errors become API responses: JSON, the right status, no internals."""
+
+import logging
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from .errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
+
+
+def _first_message(data) -> str:
+    if isinstance(data, dict):
+        for field, value in data.items():
+            message = _first_message(value)
+            return message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(data, list) and data:
+        return _first_message(data[0])
+    return str(data) if data else "invalid input"
+
+
+def _validation_body(data) -> dict:
+    errors = data if isinstance(data, dict) else {"non_field_errors": data}
+    return {"detail": _first_message(errors), "code": "invalid", "errors": errors}
+
+
+def api_exception_handler(exc, context):
+    """Map domain errors to their status and outages to 503; defer the rest to DRF."""
+    if isinstance(exc, DomainError):
+        return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, ValueError):
+        return Response({"detail": str(exc), "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("database unavailable: %s", exc.__class__.__name__)
+        return Response({"detail": DATABASE_UNAVAILABLE}, status=503, headers={"Retry-After": "5"})
+    response = exception_handler(exc, context)
+    if isinstance(exc, ValidationError) and response is not None:
+        response.data = _validation_body(response.data)
+    if response is None and isinstance(exc, DatabaseError):
+        logger.exception("database error")
+        return Response({"detail": "internal error"}, status=500)
+    return response
