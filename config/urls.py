@@ -15,7 +15,8 @@ class OptionalSlashRouter(SimpleRouter):
     """A router whose routes match with or without a trailing slash, without redirecting."""
 
     def __init__(self):
-        super().__init__(trailing_slash="/?")
+        super().__init__()
+        self.trailing_slash = "/?"
 
 
 router = OptionalSlashRouter()

@@ -19,6 +19,8 @@ MIN_CUE_MS = 1
 
 
 class Cue(NamedTuple):
+    """One subtitle: whole-millisecond times and single-line text."""
+
     start_ms: int
     end_ms: int
     text: str

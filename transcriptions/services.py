@@ -222,11 +222,27 @@ def get_artifact_by_type(job: Job, type: str) -> FileArtifact | None:
 
 def delete_stored_files(paths: Iterable[str]) -> None:
     """Delete these files from storage, logging (not raising) what could not be deleted."""
+    folders = set()
     for path in paths:
         try:
             default_storage.delete(path)
         except OSError:
             logger.warning("could not delete stored file %s", path)
+        folders.add(path.rsplit("/", 1)[0] if "/" in path else "")
+    for folder in folders - {""}:
+        _remove_empty_folder(folder)
+
+
+def _remove_empty_folder(folder: str) -> None:
+    # Only local storage has folders to tidy; object stores have none.
+    try:
+        local = Path(default_storage.path(folder))
+    except NotImplementedError:
+        return
+    try:
+        local.rmdir()
+    except OSError:
+        pass  # not empty, or already gone
 
 
 def delete_job(job: Job) -> None:

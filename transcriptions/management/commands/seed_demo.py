@@ -30,7 +30,7 @@ DEMO_FEATURES = {
     "models": ["tiny.en"],
     "max_audio_seconds": 3600,
     "monthly_audio_minutes": 600,
-    "max_concurrent_jobs": 2,
+    "max_concurrent_jobs": 4,
     "translate": True,
 }
 DEMO_TRANSCRIPT = {
