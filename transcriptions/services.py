@@ -272,7 +272,8 @@ def delete_jobs(jobs: Iterable[Job]) -> int:
 def requeue_failed_jobs(job_ids: Iterable[uuid.UUID | str]) -> int:
     """Send failed jobs back to the queue for another try; return how many."""
     count = 0
-    for job in Job.objects.filter(pk__in=list(job_ids), status=JobStatus.FAILED):
+    ids = [pk for pk in map(_parse_uuid, job_ids) if pk is not None]
+    for job in Job.objects.filter(pk__in=ids, status=JobStatus.FAILED):
         with transaction.atomic():
             set_job_status(job, JobStatus.QUEUED)
             Job.objects.filter(pk=job.pk).update(attempts=0)
