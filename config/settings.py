@@ -94,6 +94,9 @@ elif _database["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent readers and the in-process task runner share one file.
     _database["OPTIONS"].setdefault("timeout", 20)
     _database["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL;")
+    # Take the write lock when a transaction starts: a read-then-write
+    # transaction would otherwise fail at once with "database is locked".
+    _database["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -47,14 +47,18 @@ def requeue_stale_jobs() -> dict[str, int]:
 
 def run_in_process(job_id: str) -> str:
     """Run a job on this process's background thread (no broker configured)."""
+    attempt = None
     try:
         attempt = services.claim_job(job_id)
         if attempt is None:
             return "skipped"
         return pipeline.process_job(job_id, attempt)
     except Exception:
-        logger.exception("in-process job %s crashed; the sweep will pick it up", job_id)
-        return "error"
+        # Nothing would retry this thread's work: fail the job visibly rather than strand it.
+        logger.exception("in-process job %s crashed", job_id)
+        if attempt is not None:
+            services.fail_job(job_id, attempt, "internal error while transcribing")
+        return "failed"
     finally:
         close_old_connections()
 
