@@ -10,6 +10,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import LicenseFactory, UserFactory
 
+# Password hashing is deliberately slow; tests that create many users need not pay for it.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
 

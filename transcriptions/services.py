@@ -379,7 +379,10 @@ def submit_job(
         if existing is not None:
             return Submission(existing, created=False)
     check_model_request(model_name, language, mode)
-    info = engine.inspect_audio(audio)
+    try:
+        info = engine.inspect_audio(audio)
+    except engine.EngineError as exc:
+        raise ValueError(f"audio: {exc}") from None
     job_id = uuid.uuid4()
     stored: list[str] = []
     try:
