@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from knox.models import AuthToken
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
@@ -43,6 +44,12 @@ class TokenView(APIView):
         request=TokenIn,
         responses={200: TokenOut, 401: ERROR_RESPONSES[401], 400: ERROR_RESPONSES[400], 429: ERROR_RESPONSES[429]},
         auth=[],
+        parameters=[
+            OpenApiParameter(
+                "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429],
+                description="Seconds until another attempt is allowed.",
+            )
+        ],
         summary="Obtain a bearer token",
     )
     def post(self, request):

@@ -46,9 +46,30 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="Repeat a POST safely: the same key within 24 hours returns the first job.",
 )
-LIST_HEADERS = {
-    "X-Total-Count": OpenApiResponse(description="Number of matching jobs."),
-}
+LIST_HEADERS = [
+    OpenApiParameter(
+        "X-Total-Count", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[200],
+        description="Number of jobs matching the filter.",
+    ),
+    OpenApiParameter(
+        "Link", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
+        description='RFC 8288 links to the rel="next" and rel="prev" pages, where they exist.',
+    ),
+]
+CREATE_HEADERS = [
+    OpenApiParameter(
+        "Location", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201],
+        description="/api/transcriptions/<id> of the job.",
+    ),
+    OpenApiParameter(
+        "Idempotent-Replayed", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201],
+        description="'true' when an earlier request with the same Idempotency-Key created this job.",
+    ),
+    OpenApiParameter(
+        "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429],
+        description="Seconds to wait, for rate limits.",
+    ),
+]
 
 
 def _page_links(request, query: dict, count: int, jobs: list) -> str:
@@ -72,7 +93,7 @@ def _page_links(request, query: dict, count: int, jobs: list) -> str:
 @extend_schema_view(
     list=extend_schema(
         summary="List your jobs, newest first",
-        parameters=[JobListQuery],
+        parameters=[JobListQuery, *LIST_HEADERS],
         responses={
             200: OpenApiResponse(JobOut(many=True), description="A page of jobs. Headers: X-Total-Count, Link."),
             **errors(400, 401),
@@ -86,7 +107,7 @@ def _page_links(request, query: dict, count: int, jobs: list) -> str:
     create=extend_schema(
         summary="Upload audio and queue a transcription job",
         request={"multipart/form-data": JobCreateIn},
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, *CREATE_HEADERS],
         responses={
             201: OpenApiResponse(JobOut, description="Job queued. Header: Location: /api/transcriptions/<id>."),
             **errors(400, 401, 403, 413, 429),
@@ -154,7 +175,11 @@ class JobViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Download one of the job's files",
         parameters=[
-            OpenApiParameter("artifact_type", OpenApiTypes.STR, OpenApiParameter.PATH, enum=ArtifactType.values)
+            OpenApiParameter("artifact_type", OpenApiTypes.STR, OpenApiParameter.PATH, enum=ArtifactType.values),
+            OpenApiParameter(
+                "Content-Disposition", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
+                description="attachment; filename=<job id>-<type>.<extension>",
+            ),
         ],
         responses={
             (200, "application/octet-stream"): OpenApiResponse(
