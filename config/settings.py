@@ -208,6 +208,8 @@ WHISPER_CPU_THREADS = env.int("WHISPER_CPU_THREADS", default=0)
 JOB_STALE_AFTER_SECONDS = env.int("JOB_STALE_AFTER_SECONDS", default=600)
 # A 'queued' job untouched this long is presumed to have lost its message.
 JOB_QUEUED_STALE_AFTER_SECONDS = env.int("JOB_QUEUED_STALE_AFTER_SECONDS", default=300)
+# A queued job with no published message is left alone this long: its on_commit publish may be under way.
+JOB_PUBLISH_GRACE_SECONDS = env.int("JOB_PUBLISH_GRACE_SECONDS", default=10)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 REQUEUE_SWEEP_SECONDS = env.int("REQUEUE_SWEEP_SECONDS", default=60)
 
@@ -228,6 +230,10 @@ JOB_TIME_LIMIT_BASE_SECONDS = env.int("JOB_TIME_LIMIT_BASE_SECONDS", default=120
 JOB_TIME_LIMIT_FACTOR = env.float("JOB_TIME_LIMIT_FACTOR", default=4.0)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=MAX_JOB_SECONDS + 3600),
+    # How often workers return messages whose visibility timeout passed to the queue
+    # (kombu's defaults: a scan about every 10 x 10 s).
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=10),
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
     "max_retries": 0,

@@ -8,19 +8,25 @@ import http.client
 import io
 import json
 import struct
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 from django.db import connection
 from knox.models import AuthToken
 
-from tests.drill_harness import app_env, gunicorn, tcp_proxy, wait_until
+from tests.drill_harness import ROOT, app_env, gunicorn, redis_server, tcp_proxy, wait_until
 from tests.factories import LicenseFactory, UserFactory
+from tests.worker_harness import WorkerProcess
+from transcriptions.models import ArtifactType, Job, JobStatus
 
 pytestmark = [pytest.mark.drill, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _database_url(port: int | None = None) -> str:
@@ -29,15 +35,15 @@ def _database_url(port: int | None = None) -> str:
 
 
 def _web_env(media_root: str, **overrides: str) -> dict[str, str]:
-    return app_env(
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="drill-secret-key-not-for-production-use-0123456789",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        MEDIA_ROOT=media_root,
-        REDIS_URL="",
-        **overrides,
-    )
+    values = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "drill-secret-key-not-for-production-use-0123456789",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "MEDIA_ROOT": media_root,
+        "REDIS_URL": "",
+    }
+    return app_env(**{**values, **overrides})
 
 
 def _token_for_licensed_user(**features) -> tuple[str, object]:
@@ -241,3 +247,204 @@ def test_upload_over_the_limit_gets_413_before_the_body_is_read(web):
     conn.close()
     assert user.jobs.count() == 0
     assert media_files() == []
+
+
+# --- Drills with workers and a Redis of their own -------------------------------------
+
+
+def _stack_env(media_root: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    return _web_env(
+        media_root,
+        DATABASE_URL=_database_url(),
+        REDIS_URL=redis_url,
+        JOB_PUBLISH_GRACE_SECONDS="0",
+        **overrides,
+    )
+
+
+def _sweep(env: dict[str, str]) -> str:
+    """Run the recovery sweep the way cron or an operator would."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "requeue_stale_jobs"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )
+    return done.stdout
+
+
+def _submit(base: str, token: str, clip: str = "hello.mp3", key: str | None = None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"}
+    if key:
+        headers["Idempotency-Key"] = key
+    with open(FIXTURES / clip, "rb") as audio:
+        return requests.post(f"{base}/api/transcriptions", headers=headers, files={"audio": audio}, timeout=60)
+
+
+def _statuses(job_ids) -> dict[str, str]:
+    return {str(pk): status for pk, status in Job.objects.filter(pk__in=job_ids).values_list("pk", "status")}
+
+
+def _assert_one_complete_set_of_files(job_ids, media_root) -> None:
+    for job in Job.objects.filter(pk__in=job_ids).prefetch_related("artifacts"):
+        types = sorted(a.type for a in job.artifacts.all())
+        assert types == sorted(ArtifactType.values), (job.pk, types)
+        stored = sorted(p.name for p in (media_root / "jobs" / str(job.pk)).iterdir())
+        assert len(stored) == len(types), (job.pk, stored)  # no orphans from killed attempts
+        for artifact in job.artifacts.all():
+            assert (media_root / artifact.path).stat().st_size == artifact.size_bytes
+
+
+def test_redis_outage_keeps_accepting_jobs_and_loses_none(tmp_path):
+    # Given web and worker on a Redis of their own
+    token, user = _token_for_licensed_user()
+    media_root = tmp_path / "media"
+    with redis_server() as redis_:
+        env = _stack_env(str(media_root), redis_.url)
+        with gunicorn(env, workers=1, log_path=tmp_path / "gunicorn.log") as base:
+            worker = WorkerProcess(env, tmp_path / "worker.log")
+            try:
+                worker.wait_ready()
+                # When Redis stops
+                redis_.stop()
+
+                # Then readiness says so, and uploads are still accepted
+                ready = requests.get(f"{base}/api/ready", timeout=5)
+                assert ready.status_code == 503 and ready.json()["redis_ok"] is False
+                response = _submit(base, token)
+                assert response.status_code == 201, response.text
+                job_id = response.json()["id"]
+                assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED
+
+                # And once Redis is back and the sweep has run, the job is transcribed
+                redis_.start()
+                wait_until(lambda: requests.get(f"{base}/api/ready", timeout=5).status_code == 200, 15, what="ready")
+                wait_until(lambda: worker.log().count("Connected to redis://") >= 2, 60, what="worker reconnect")
+                assert "re-enqueued 1" in _sweep(env)
+                wait_until(lambda: _statuses([job_id]) == {job_id: JobStatus.DONE}, 90, what="job done")
+            finally:
+                worker.stop()
+    _assert_one_complete_set_of_files([job_id], media_root)
+
+
+def test_workers_killed_mid_job_lose_nothing(tmp_path):
+    # Given a batch of minute-long jobs and a worker we kill again and again
+    token, user = _token_for_licensed_user()
+    media_root = tmp_path / "media"
+    with redis_server() as redis_:
+        env = _stack_env(str(media_root), redis_.url, JOB_STALE_AFTER_SECONDS="1", JOB_MAX_ATTEMPTS="3")
+        with gunicorn(env, workers=1, log_path=tmp_path / "gunicorn.log") as base:
+            job_ids = [_submit(base, token, "speech_60s.ogg").json()["id"] for _ in range(3)]
+            kills = 0
+            for round_ in range(3):
+                worker = WorkerProcess(env, tmp_path / f"worker-{round_}.log")
+                try:
+                    worker.wait_ready()
+                    # When a job is under way, the whole worker is SIGKILLed
+                    processing = wait_until(
+                        lambda: [k for k, v in _statuses(job_ids).items() if v == JobStatus.PROCESSING]
+                        or all(v in (JobStatus.DONE, JobStatus.FAILED) for v in _statuses(job_ids).values()),
+                        90,
+                        what="a job in progress",
+                    )
+                    if processing is True:
+                        break
+                    worker.kill()
+                    kills += 1
+                finally:
+                    worker.stop()
+                time.sleep(1.1)  # let the dead job's heartbeat age past JOB_STALE_AFTER_SECONDS
+                _sweep(env)
+            # Then a healthy worker finishes the batch
+            worker = WorkerProcess(env, tmp_path / "worker-final.log")
+            try:
+                worker.wait_ready()
+                wait_until(
+                    lambda: all(v in (JobStatus.DONE, JobStatus.FAILED) for v in _statuses(job_ids).values()),
+                    180,
+                    what="every job finished",
+                )
+            finally:
+                worker.stop()
+    assert kills >= 1
+    jobs = list(Job.objects.filter(pk__in=job_ids))
+    assert not [j for j in jobs if j.status == JobStatus.PROCESSING]
+    for job in jobs:
+        if job.status == JobStatus.FAILED:
+            assert job.attempts == 3 and "stopped responding" in job.error_message
+    done = [j.pk for j in jobs if j.status == JobStatus.DONE]
+    assert done, "no job survived the kills"
+    _assert_one_complete_set_of_files(done, media_root)
+
+
+def test_job_longer_than_the_visibility_timeout_is_transcribed_once(tmp_path):
+    # Given a broker that redelivers unacknowledged messages after one second, and two worker processes
+    token, _ = _token_for_licensed_user()
+    media_root = tmp_path / "media"
+    with redis_server() as redis_:
+        env = _stack_env(
+            str(media_root),
+            redis_.url,
+            CELERY_VISIBILITY_TIMEOUT="1",
+            CELERY_UNACKED_RESTORE_INTERVAL="1",
+            CELERY_UNACKED_RESTORE_THROTTLE="1",
+        )
+        with gunicorn(env, workers=1, log_path=tmp_path / "gunicorn.log") as base:
+            first = WorkerProcess(env, tmp_path / "worker-1.log")
+            second = WorkerProcess(env, tmp_path / "worker-2.log")
+            try:
+                first.wait_ready()
+                second.wait_ready()
+                # When a job runs for several seconds
+                job_id = _submit(base, token, "speech_60s.ogg").json()["id"]
+                wait_until(lambda: _statuses([job_id]) == {job_id: JobStatus.DONE}, 120, what="job done")
+                time.sleep(2)  # give any redelivered copy the time to arrive and be refused
+            finally:
+                first.stop()
+                second.stop()
+            logs = first.log() + second.log()
+    # Then it ran once: one attempt, one set of files, and every other delivery did nothing
+    job = Job.objects.get(pk=job_id)
+    assert job.attempts == 1
+    assert logs.count("succeeded in") >= 1
+    assert logs.count(": 'done'") == 1
+    assert "not queued; nothing to do" in logs, "the broker never redelivered; the drill proved nothing"
+    _assert_one_complete_set_of_files([job_id], media_root)
+
+
+def test_concurrent_submissions_make_one_job_each_and_all_finish(tmp_path):
+    # Given 20 users and 100 simultaneous uploads, half with an Idempotency-Key, some keys repeated
+    users = [_token_for_licensed_user() for _ in range(20)]
+    media_root = tmp_path / "media"
+    plan = []
+    for n in range(100):
+        token, user = users[n % 20]
+        key = f"key-{n % 35}" if n % 2 == 0 else None  # 50 keyed requests over 35 keys per user-slot
+        plan.append((token, user, key))
+    distinct = {(str(u.pk), k) for _, u, k in plan if k}
+    expected_jobs = len(distinct) + sum(1 for _, _, k in plan if not k)
+    with redis_server() as redis_:
+        env = _stack_env(str(media_root), redis_.url)
+        with gunicorn(env, workers=4, log_path=tmp_path / "gunicorn.log") as base:
+            # Two single-threaded workers use both cores better than one worker with two threads.
+            workers = [WorkerProcess({**env, "WHISPER_CPU_THREADS": "1"}, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+            try:
+                for worker in workers:
+                    worker.wait_ready()
+                # When they all arrive at once
+                with ThreadPoolExecutor(max_workers=25) as pool:
+                    responses = list(pool.map(lambda p: _submit(base, p[0], key=p[2]), plan))
+                # Then none fails, each distinct submission made exactly one job, and all finish
+                failures = [r.text for r in responses if r.status_code != 201]
+                assert failures == []
+                ids_by_submission = {}
+                for (_, user, key), response in zip(plan, responses, strict=True):
+                    if key:
+                        ids_by_submission.setdefault((str(user.pk), key), set()).add(response.json()["id"])
+                assert all(len(ids) == 1 for ids in ids_by_submission.values())
+                assert Job.objects.count() == expected_jobs
+                job_ids = list(Job.objects.values_list("pk", flat=True))
+                wait_until(
+                    lambda: set(_statuses(job_ids).values()) == {JobStatus.DONE}, 300, what="all jobs done"
+                )
+            finally:
+                for worker in workers:
+                    worker.stop()

@@ -560,7 +560,7 @@ def requeue_stale_jobs(now: datetime | None = None) -> SweepResult:
             set_job_status(job, JobStatus.QUEUED)
             _enqueue_on_commit(pk)
             result.requeued.append(pk)
-    grace = now - timedelta(seconds=10)
+    grace = now - timedelta(seconds=settings.JOB_PUBLISH_GRACE_SECONDS)
     lost = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__isnull=True, created_at__lt=grace, updated_at__lt=grace)
         | Q(enqueued_at__lt=now - timedelta(seconds=settings.JOB_QUEUED_STALE_AFTER_SECONDS))
