@@ -206,6 +206,8 @@ WHISPER_COMPUTE_TYPE = env.str("WHISPER_COMPUTE_TYPE", default="auto")
 WHISPER_CPU_THREADS = env.int("WHISPER_CPU_THREADS", default=0)
 # A job still 'processing' this long after its last heartbeat is presumed dead.
 JOB_STALE_AFTER_SECONDS = env.int("JOB_STALE_AFTER_SECONDS", default=600)
+# A running job's worker touches it this often (and at least three times per stale period).
+JOB_HEARTBEAT_SECONDS = env.int("JOB_HEARTBEAT_SECONDS", default=30)
 # A 'queued' job untouched this long is presumed to have lost its message.
 JOB_QUEUED_STALE_AFTER_SECONDS = env.int("JOB_QUEUED_STALE_AFTER_SECONDS", default=300)
 # A queued job with no published message is left alone this long: its on_commit publish may be under way.

@@ -6,6 +6,7 @@ the engine; holds no queue policy of its own.
 
 import logging
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import DatabaseError, connection
 
 from . import engine, formats, services
 from .models import ArtifactType, Job
@@ -67,6 +69,35 @@ def local_copy(storage_name: str) -> Iterator[Path]:
         yield Path(tmp.name)
 
 
+@contextmanager
+def heartbeat(job_id: str, attempt: int) -> Iterator[None]:
+    """Touch the job regularly while the block runs, so the sweep knows its worker lives.
+
+    Progress writes only happen as segments come out; decoding and voice
+    detection before the first segment can take longer than the stale timeout.
+    """
+    interval = max(0.2, min(settings.JOB_HEARTBEAT_SECONDS, settings.JOB_STALE_AFTER_SECONDS / 3))
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                if not services.touch_job(job_id, attempt):
+                    return
+        except DatabaseError:
+            logger.warning("heartbeat of job %s could not reach the database", job_id)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _progress_writer(job_id: str, attempt: int) -> Callable[[float], None]:
     last = 0.0
 
@@ -117,7 +148,7 @@ def process_job(job_id: str | uuid.UUID, attempt: int) -> str:
     stored: list[str] = []
     started = time.monotonic()
     try:
-        with local_copy(audio.path) as path:
+        with local_copy(audio.path) as path, heartbeat(str(job.pk), attempt):
             result = engine.transcribe(
                 path,
                 model=job.model_name,
@@ -151,5 +182,7 @@ def process_job(job_id: str | uuid.UUID, attempt: int) -> str:
     if not finished:
         services.delete_stored_files(stored)
         return "lost"
+    # Files an earlier attempt wrote before it died belong to no artifact.
+    services.delete_unreferenced_files(job.pk)
     logger.info("job %s done in %d ms", job.pk, int((time.monotonic() - started) * 1000))
     return "done"

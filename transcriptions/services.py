@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -246,6 +246,27 @@ def _remove_empty_folder(folder: str) -> None:
         pass  # not empty, or already gone
 
 
+def job_folder(job_id: uuid.UUID | str) -> str:
+    """Return the storage folder that holds every file of a job."""
+    return f"jobs/{job_id}"
+
+
+def stored_files_of_job(job_id: uuid.UUID | str) -> list[str]:
+    """Return the storage names of every file in the job's folder, referenced or not."""
+    folder = job_folder(job_id)
+    try:
+        _dirs, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [f"{folder}/{name}" for name in files]
+
+
+def delete_unreferenced_files(job_id: uuid.UUID | str) -> None:
+    """Delete files in the job's folder that no artifact row names (left by an attempt that died)."""
+    referenced = set(FileArtifact.objects.filter(job_id=job_id).values_list("path", flat=True))
+    delete_stored_files([name for name in stored_files_of_job(job_id) if name not in referenced])
+
+
 def delete_job(job: Job) -> None:
     """Delete the job, its artifact rows and their files; a processing job is a Conflict."""
     with transaction.atomic():
@@ -254,7 +275,7 @@ def delete_job(job: Job) -> None:
             return
         if locked.status == JobStatus.PROCESSING:
             raise Conflict("the job is being processed; delete it once it is done or failed")
-        paths = list(locked.artifacts.values_list("path", flat=True))
+        paths = set(locked.artifacts.values_list("path", flat=True)) | set(stored_files_of_job(locked.pk))
         locked.delete()
         transaction.on_commit(lambda: delete_stored_files(paths))
 
@@ -263,7 +284,9 @@ def delete_jobs(jobs: Iterable[Job]) -> int:
     """Delete several jobs and their files regardless of status; return how many."""
     ids = [job.pk for job in jobs]
     with transaction.atomic():
-        paths = list(FileArtifact.objects.filter(job_id__in=ids).values_list("path", flat=True))
+        paths = set(FileArtifact.objects.filter(job_id__in=ids).values_list("path", flat=True))
+        for pk in ids:
+            paths.update(stored_files_of_job(pk))
         _, per_model = Job.objects.filter(pk__in=ids).delete()
         transaction.on_commit(lambda: delete_stored_files(paths))
     return per_model.get(Job._meta.label, 0)
@@ -443,18 +466,19 @@ def claim_job(job_id: uuid.UUID | str) -> int | None:
         return None
     _check_transition(JobStatus.QUEUED, JobStatus.PROCESSING)
     with transaction.atomic():
-        claimed = (
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(pk=pk, status=JobStatus.QUEUED)
-            .first()
+        # One conditional UPDATE decides the race: a row locked by another
+        # writer is waited for, then re-checked, never skipped.
+        claimed = Job.objects.filter(pk=pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.PROCESSING, attempts=F("attempts") + 1, progress=0, updated_at=timezone.now()
         )
-        if claimed is None:
+        if not claimed:
             return None
-        claimed.status = JobStatus.PROCESSING
-        claimed.attempts += 1
-        claimed.progress = 0
-        claimed.save(update_fields=["status", "attempts", "progress", "updated_at"])
-    return claimed.attempts
+        return Job.objects.filter(pk=pk).values_list("attempts", flat=True).get()
+
+
+def touch_job(job_id: uuid.UUID | str, attempt: int) -> bool:
+    """Record a heartbeat for a running attempt; return False if the attempt lost the job."""
+    return bool(_owned_attempt(job_id, attempt).update(updated_at=timezone.now()))
 
 
 def _owned_attempt(job_id: uuid.UUID | str, attempt: int):
@@ -568,6 +592,6 @@ def requeue_stale_jobs(now: datetime | None = None) -> SweepResult:
     from .dispatch import enqueue_job
 
     for pk in list(lost.values_list("pk", flat=True)):
-        enqueue_job(pk)
-        result.reenqueued.append(pk)
+        if enqueue_job(pk):
+            result.reenqueued.append(pk)
     return result
