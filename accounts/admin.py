@@ -1,16 +1,23 @@
 """Admin for users: email login, role, activity."""
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 
-from .models import User
+from .models import User, normalize_email_address
 
 
 class UserCreateForm(BaseUserCreationForm):
     class Meta:
         model = User
         fields = ("email", "role")
+
+    def clean_email(self) -> str:
+        email = normalize_email_address(self.cleaned_data.get("email", ""))
+        if User.objects.filter(email=email).exists():
+            raise forms.ValidationError("A user with this email already exists.")
+        return email
 
 
 class UserEditForm(UserChangeForm):

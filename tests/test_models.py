@@ -40,8 +40,7 @@ def _insert_user_row(email: str, role: str = Role.USER) -> None:
     pk_field = User._meta.pk
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO users (id, password, email, role, is_active, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO users (id, password, email, role, is_active, created_at) VALUES (%s, %s, %s, %s, %s, %s)",
             [
                 pk_field.get_db_prep_value(uuid.uuid4(), connection),
                 "!",
@@ -127,18 +126,14 @@ def test_only_an_active_admin_is_staff():
 def test_database_rejects_license_valid_until_equal_to_valid_from():
     license_ = LicenseFactory()
 
-    assert _rejected_by_database(
-        lambda: License.objects.filter(pk=license_.pk).update(valid_until=F("valid_from"))
-    )
+    assert _rejected_by_database(lambda: License.objects.filter(pk=license_.pk).update(valid_until=F("valid_from")))
 
 
 def test_database_rejects_license_valid_until_before_valid_from():
     license_ = LicenseFactory()
 
     assert _rejected_by_database(
-        lambda: License.objects.filter(pk=license_.pk).update(
-            valid_until=license_.valid_from - timedelta(seconds=1)
-        )
+        lambda: License.objects.filter(pk=license_.pk).update(valid_until=license_.valid_from - timedelta(seconds=1))
     )
 
 
@@ -146,9 +141,7 @@ def test_database_accepts_license_valid_until_after_valid_from():
     license_ = LicenseFactory()
 
     assert not _rejected_by_database(
-        lambda: License.objects.filter(pk=license_.pk).update(
-            valid_until=license_.valid_from + timedelta(seconds=1)
-        )
+        lambda: License.objects.filter(pk=license_.pk).update(valid_until=license_.valid_from + timedelta(seconds=1))
     )
 
 

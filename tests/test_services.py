@@ -331,7 +331,11 @@ def test_create_job_inserts_a_queued_job_with_its_settings():
 
     stored = Job.objects.get(pk=job.pk)
     assert (stored.owner, stored.status, stored.model_name, stored.language, stored.mode) == (
-        owner, JobStatus.QUEUED, "tiny.en", "en", JobMode.TRANSLATE,
+        owner,
+        JobStatus.QUEUED,
+        "tiny.en",
+        "en",
+        JobMode.TRANSLATE,
     )
     assert (stored.progress, stored.attempts, stored.error_message) == (0, 0, None)
 
@@ -546,15 +550,16 @@ def test_set_job_status_done_sets_progress_to_100():
 
 
 def test_set_job_status_requeue_clears_error_progress_and_enqueue_time():
-    job = JobFactory(
-        status=JobStatus.FAILED, error_message="boom", progress=70, enqueued_at=timezone.now()
-    )
+    job = JobFactory(status=JobStatus.FAILED, error_message="boom", progress=70, enqueued_at=timezone.now())
 
     jobs.set_job_status(job, JobStatus.QUEUED)
 
     stored = Job.objects.get(pk=job.pk)
     assert (stored.status, stored.error_message, stored.progress, stored.enqueued_at) == (
-        JobStatus.QUEUED, None, 0, None,
+        JobStatus.QUEUED,
+        None,
+        0,
+        None,
     )
 
 
@@ -584,7 +589,10 @@ def test_add_artifact_records_the_file():
 
     stored = FileArtifact.objects.get(pk=artifact.pk)
     assert (stored.job, stored.type, stored.path, stored.size_bytes) == (
-        job, ArtifactType.RESULT_JSON, "jobs/1/result.json", 123,
+        job,
+        ArtifactType.RESULT_JSON,
+        "jobs/1/result.json",
+        123,
     )
 
 
@@ -603,8 +611,16 @@ def test_add_artifact_records_the_file():
         (ArtifactType.AUDIO, "jobs/1/a.wav", 1.5, "size_bytes"),
     ],
     ids=[
-        "unknown-type", "empty-type", "absolute-path", "parent-path", "nested-parent-path",
-        "empty-path", "no-path", "negative-size", "bool-size", "float-size",
+        "unknown-type",
+        "empty-type",
+        "absolute-path",
+        "parent-path",
+        "nested-parent-path",
+        "empty-path",
+        "no-path",
+        "negative-size",
+        "bool-size",
+        "float-size",
     ],
 )
 def test_add_artifact_rejects_bad_input(type_, path, size, message):
@@ -764,7 +780,10 @@ def test_requeue_failed_jobs_requeues_only_failed_jobs(enqueued, django_capture_
     assert count == 1
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.error_message, failed.progress) == (
-        JobStatus.QUEUED, 0, None, 0,
+        JobStatus.QUEUED,
+        0,
+        None,
+        0,
     )
     assert Job.objects.get(pk=done.pk).status == JobStatus.DONE
     assert enqueued == [str(failed.pk)]

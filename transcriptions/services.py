@@ -198,7 +198,8 @@ def add_artifact(job: Job, type: str, path: str, size_bytes: int) -> FileArtifac
     """Record a stored file as the job's artifact of this type; raise ValueError on bad input."""
     if type not in ArtifactType.values:
         raise ValueError(f"invalid artifact type {type!r}; expected one of {', '.join(ArtifactType.values)}")
-    if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
+    # The same rule as the database's check: no leading slash and no ".." anywhere.
+    if not isinstance(path, str) or not path or path.startswith("/") or ".." in path:
         raise ValueError("path must be a storage name relative to the storage root")
     if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < 0:
         raise ValueError("size_bytes must be a non-negative integer")
