@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.schema import ERROR_RESPONSES
+from config.schema import errors
 
 from .throttles import LoginEmailThrottle, LoginIPThrottle
 
@@ -36,13 +36,17 @@ class TokenView(APIView):
     def get_permissions(self):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 
+    def get_authenticate_header(self, request) -> str:
+        # Failed logins are 401 with a Bearer challenge, even though POST uses no authenticator.
+        return "Bearer"
+
     def get_authenticators(self):
         # Credentials, not a token, authenticate a login; a stale header must not block it.
         return [] if getattr(self.request, "method", None) == "POST" else super().get_authenticators()
 
     @extend_schema(
         request=TokenIn,
-        responses={200: TokenOut, 401: ERROR_RESPONSES[401], 400: ERROR_RESPONSES[400], 429: ERROR_RESPONSES[429]},
+        responses={200: TokenOut, **errors(400, 401, 429)},
         auth=[],
         parameters=[
             OpenApiParameter(
@@ -63,7 +67,7 @@ class TokenView(APIView):
 
     @extend_schema(
         request=None,
-        responses={204: OpenApiResponse(description="Token revoked."), 401: ERROR_RESPONSES[401]},
+        responses={204: OpenApiResponse(description="Token revoked."), **errors(401)},
         summary="Revoke the token presented",
     )
     def delete(self, request):

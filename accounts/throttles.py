@@ -1,5 +1,7 @@
 """Throttles for the token endpoint: guesses are limited per client IP and per email."""
 
+import hashlib
+
 from rest_framework.throttling import SimpleRateThrottle
 
 from .models import normalize_email_address
@@ -23,4 +25,6 @@ class LoginEmailThrottle(SimpleRateThrottle):
         email = request.data.get("email") if hasattr(request.data, "get") else None
         if not isinstance(email, str) or not email.strip():
             return None
-        return self.cache_format % {"scope": self.scope, "ident": normalize_email_address(email)}
+        # Hashed: a fixed-length cache key whatever the client sends.
+        digest = hashlib.sha256(normalize_email_address(email).encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": digest}

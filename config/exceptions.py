@@ -2,6 +2,7 @@
 
 import logging
 
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -30,8 +31,20 @@ def _validation_body(data) -> dict:
     return {"detail": _first_message(errors), "code": "invalid", "errors": errors}
 
 
+def request_error_response(exc) -> Response | None:
+    """Return the 4xx for a request Django refused to parse (too big, too many fields), else None."""
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "request body too large", "code": "too_large"}, status=413)
+    if isinstance(exc, (SuspiciousOperation, BadRequest)):
+        return Response({"detail": f"bad request: {exc}", "code": "bad_request"}, status=400)
+    return None
+
+
 def api_exception_handler(exc, context):
     """Map domain errors to their status and outages to 503; defer the rest to DRF."""
+    refused = request_error_response(exc)
+    if refused is not None:
+        return refused
     if isinstance(exc, DomainError):
         return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
     if isinstance(exc, ValueError):

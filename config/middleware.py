@@ -2,8 +2,9 @@
 
 import logging
 
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class ApiErrorMiddleware:
 
     def process_exception(self, request, exception):
         if not request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, (SuspiciousOperation, BadRequest, PermissionDenied, Http404)):
+            # Django turns these into their 4xx; __call__ then makes that JSON.
             return None
         if isinstance(exception, (OperationalError, InterfaceError)):
             logger.error("database unavailable: %s", exception.__class__.__name__)

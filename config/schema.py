@@ -31,8 +31,8 @@ ERROR_RESPONSES = {code: OpenApiResponse(ErrorBody, description=text) for code, 
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Return the error responses for these status codes."""
-    return {code: ERROR_RESPONSES[code] for code in codes}
+    """Return the error responses for these status codes, plus 503 (every such endpoint uses the database)."""
+    return {code: ERROR_RESPONSES[code] for code in (*codes, 503)}
 
 
 def strip_optional_slash(endpoints, **kwargs):

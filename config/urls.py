@@ -36,3 +36,4 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
 ]
+urlpatterns += [path("bench/", include("config.bench_urls"))]  # routes only when BENCH_VIEWS=1 (make bench)

@@ -1,0 +1,97 @@
+"""Plain-Django twins of the job list, to measure what DRF costs (see bench/ and BENCHMARKS.md).
+
+The routes exist only when the environment sets BENCH_VIEWS=1, as `make bench`
+does for the gunicorn it starts; everywhere else this module routes nothing.
+Both views authenticate with knox's TokenAuthentication, exactly as the API
+does, and read the same queryset (`services.jobs_of_user`).
+"""
+
+import os
+from collections import defaultdict
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import path, reverse
+from knox.auth import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from transcriptions import services
+from transcriptions.models import FileArtifact
+
+JOB_FIELDS = (
+    "id",
+    "status",
+    "progress",
+    "model_name",
+    "mode",
+    "language",
+    "audio_duration_ms",
+    "processing_time_ms",
+    "error_message",
+    "created_at",
+    "updated_at",
+)
+UNAUTHORIZED = {"detail": "Authentication credentials were not provided or are invalid."}
+
+
+def _authenticate(request: HttpRequest):
+    try:
+        result = TokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return None
+    return result[0] if result else None
+
+
+def _page(request: HttpRequest) -> tuple[int, int]:
+    limit = min(max(int(request.GET.get("limit", 50)), 1), services.MAX_LIST_LIMIT)
+    offset = max(int(request.GET.get("offset", 0)), 0)
+    return limit, offset
+
+
+def plain_jobs(request: HttpRequest) -> JsonResponse:
+    """The list endpoint's page query through values() and JsonResponse, nothing else."""
+    user = _authenticate(request)
+    if user is None:
+        return JsonResponse(UNAUTHORIZED, status=401)
+    limit, offset = _page(request)
+    rows = services.jobs_of_user(user).values(*JOB_FIELDS)[offset : offset + limit]
+    return JsonResponse(list(rows), safe=False)
+
+
+def plain_jobs_full(request: HttpRequest) -> JsonResponse:
+    """The list endpoint's three queries (page, its artifacts, the count) and JSON, without DRF."""
+    user = _authenticate(request)
+    if user is None:
+        return JsonResponse(UNAUTHORIZED, status=401)
+    limit, offset = _page(request)
+    rows = list(services.jobs_of_user(user).values(*JOB_FIELDS)[offset : offset + limit])
+    artifacts = defaultdict(list)
+    for artifact in (
+        FileArtifact.objects.filter(job_id__in=[row["id"] for row in rows])
+        .order_by("type")
+        .values("job_id", "type", "size_bytes")
+    ):
+        artifacts[artifact["job_id"]].append(
+            {
+                "type": artifact["type"],
+                "size_bytes": artifact["size_bytes"],
+                "url": reverse(
+                    "transcription-artifact",
+                    kwargs={"pk": str(artifact["job_id"]), "artifact_type": artifact["type"]},
+                ),
+            }
+        )
+    for row in rows:
+        row["artifacts"] = artifacts[row["id"]]
+    response = JsonResponse(rows, safe=False)
+    response["X-Total-Count"] = str(services.count_jobs_by_user(user))
+    return response
+
+
+urlpatterns = (
+    [
+        path("plain-jobs", plain_jobs, name="bench-plain-jobs"),
+        path("plain-jobs-full", plain_jobs_full, name="bench-plain-jobs-full"),
+    ]
+    if os.environ.get("BENCH_VIEWS") == "1"
+    else []
+)
