@@ -2,7 +2,6 @@
 
 import io
 import json
-import re
 import struct
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.worker_harness import word_error_rate
 from transcriptions import engine
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -26,23 +26,6 @@ SPEECH_60S_SECONDS = 58.953
 # wrong words for numeric drift across CPUs and CTranslate2 builds, while a
 # broken decode path (wrong sample rate, dropped audio) scores near 1.0.
 MAX_WORD_ERROR_RATE = 0.15
-
-
-def normalised_words(text: str) -> list[str]:
-    """Return lowercase words with punctuation removed."""
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Return the word-level Levenshtein distance divided by the reference length."""
-    ref, hyp = normalised_words(reference), normalised_words(hypothesis)
-    distances = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, start=1):
-        diagonal, distances[0] = distances[0], i
-        for j, hyp_word in enumerate(hyp, start=1):
-            substitution = diagonal + (ref_word != hyp_word)
-            diagonal, distances[j] = distances[j], min(distances[j] + 1, distances[j - 1] + 1, substitution)
-    return distances[len(hyp)] / max(len(ref), 1)
 
 
 def wav_header(sample_rate: int, claimed_data_bytes: int) -> bytes:
