@@ -32,7 +32,7 @@ def transcribe_job(self, job_id: str, attempt: int | None = None) -> str:
         services.fail_job(job_id, attempt, "transcription took longer than the time allowed for this audio")
         return "failed"
     except TRANSIENT_ERRORS as exc:
-        close_old_connections()
+        # Celery's Django fixup drops unusable connections around every task, so the retry reconnects.
         countdown = min(60, 2 ** self.request.retries)
         logger.warning("job %s hit a database error (%s); retry in %ss", job_id, exc.__class__.__name__, countdown)
         raise self.retry(exc=exc, countdown=countdown, kwargs={"attempt": attempt}) from exc
