@@ -1,7 +1,6 @@
 """Request and response shapes of the transcriptions API."""
 
 from django.conf import settings
-from django.urls import reverse
 from rest_framework import serializers
 
 from .models import FileArtifact, Job, JobMode, JobStatus
@@ -37,6 +36,17 @@ class JobListQuery(serializers.Serializer):
     )
 
 
+def artifact_url(job_id, artifact_type: str) -> str:
+    """Return the download route of a job's artifact."""
+    # Formatted, not reversed: a 200-job page has a thousand of these.
+    return f"/api/transcriptions/{job_id}/artifacts/{artifact_type}"
+
+
+def _timestamp(value) -> str | None:
+    # DRF's format for aware UTC datetimes: ISO 8601 with a Z.
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
 class ArtifactOut(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
 
@@ -45,10 +55,20 @@ class ArtifactOut(serializers.ModelSerializer):
         fields = ["type", "size_bytes", "url"]
 
     def get_url(self, artifact: FileArtifact) -> str:
-        return reverse("transcription-artifact", kwargs={"pk": str(artifact.job_id), "artifact_type": artifact.type})
+        return artifact_url(artifact.job_id, artifact.type)
+
+    def to_representation(self, artifact: FileArtifact) -> dict:
+        return {"type": artifact.type, "size_bytes": artifact.size_bytes, "url": self.get_url(artifact)}
 
 
 class JobOut(serializers.ModelSerializer):
+    """A job as clients see it.
+
+    The fields declare the schema; `to_representation` builds the same dict
+    directly, because DRF's generic field-by-field path dominated list latency
+    (see BENCHMARKS.md).
+    """
+
     artifacts = ArtifactOut(many=True, read_only=True)
 
     class Meta:
@@ -68,6 +88,25 @@ class JobOut(serializers.ModelSerializer):
             "artifacts",
         ]
         read_only_fields = fields
+
+    def to_representation(self, job: Job) -> dict:
+        return {
+            "id": str(job.id),
+            "status": job.status,
+            "progress": job.progress,
+            "model_name": job.model_name,
+            "mode": job.mode,
+            "language": job.language,
+            "audio_duration_ms": job.audio_duration_ms,
+            "processing_time_ms": job.processing_time_ms,
+            "error_message": job.error_message,
+            "created_at": _timestamp(job.created_at),
+            "updated_at": _timestamp(job.updated_at),
+            "artifacts": [
+                {"type": a.type, "size_bytes": a.size_bytes, "url": artifact_url(job.id, a.type)}
+                for a in job.artifacts.all()
+            ],
+        }
 
 
 class ModelOut(serializers.Serializer):

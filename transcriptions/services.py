@@ -153,8 +153,10 @@ def list_jobs_by_user(
         anchor = Job.objects.for_owner(user).filter(pk=_parse_uuid(before)).values("created_at", "id").first()
         if anchor is None:
             raise ValueError("before must be the id of one of your jobs")
-        jobs = jobs.filter(
-            Q(created_at__lt=anchor["created_at"]) | Q(created_at=anchor["created_at"], id__lt=anchor["id"])
+        # "Older than the anchor" as an index range (created_at <= t) minus the few
+        # rows that tie with it; an OR of the two cases would be a filter, not a range.
+        jobs = jobs.filter(created_at__lte=anchor["created_at"]).exclude(
+            created_at=anchor["created_at"], id__gte=anchor["id"]
         )
     return list(jobs[offset : offset + limit])
 
