@@ -47,6 +47,12 @@ def _timestamp(value) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+def _artifacts_of(job: Job):
+    # Lists attach lightweight summaries; a single job carries prefetched rows.
+    summaries = getattr(job, "artifact_summaries", None)
+    return summaries if summaries is not None else job.artifacts.all()
+
+
 class ArtifactOut(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
 
@@ -104,7 +110,7 @@ class JobOut(serializers.ModelSerializer):
             "updated_at": _timestamp(job.updated_at),
             "artifacts": [
                 {"type": a.type, "size_bytes": a.size_bytes, "url": artifact_url(job.id, a.type)}
-                for a in job.artifacts.all()
+                for a in _artifacts_of(job)
             ],
         }
 

@@ -146,7 +146,7 @@ def list_jobs_by_user(
     jobs strictly older than that one. Deep pages then cost the same as the first.
     """
     _check_page(status, limit, offset)
-    jobs = jobs_of_user(user, status).with_artifacts()
+    jobs = jobs_of_user(user, status)
     if before is not None:
         if offset:
             raise ValueError("use either before or offset, not both")
@@ -158,7 +158,34 @@ def list_jobs_by_user(
         jobs = jobs.filter(created_at__lte=anchor["created_at"]).exclude(
             created_at=anchor["created_at"], id__gte=anchor["id"]
         )
-    return list(jobs[offset : offset + limit])
+    return attach_artifact_summaries(list(jobs[offset : offset + limit]))
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactSummary:
+    """What a job listing shows of an artifact."""
+
+    type: str
+    size_bytes: int
+
+
+def attach_artifact_summaries(jobs: list[Job]) -> list[Job]:
+    """Set `artifact_summaries` on each job, read in one query as plain tuples.
+
+    A page lists up to a thousand artifacts; building model instances for
+    them cost more than everything else in the request (see BENCHMARKS.md).
+    """
+    by_job: dict[uuid.UUID, list[ArtifactSummary]] = {job.pk: [] for job in jobs}
+    rows = (
+        FileArtifact.objects.filter(job_id__in=list(by_job))
+        .order_by("job_id", "type")
+        .values_list("job_id", "type", "size_bytes")
+    )
+    for job_id, type_, size_bytes in rows:
+        by_job[job_id].append(ArtifactSummary(type_, size_bytes))
+    for job in jobs:
+        job.artifact_summaries = by_job[job.pk]
+    return jobs
 
 
 def count_jobs_by_user(user: User, status: str | None = None) -> int:
