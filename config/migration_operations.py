@@ -21,13 +21,18 @@ class SetForeignKeyOnDelete(Operation):
     reversible = True
     reduces_to_sql = True
 
-    def __init__(self, table: str, column: str, references: str, action: str):
+    def __init__(self, table: str, column: str, references: str, action: str, keep_on_reverse: bool = False):
         if action not in ("CASCADE", "SET NULL", "RESTRICT"):
             raise ValueError(f"unsupported ON DELETE action {action!r}")
         self.table, self.column, self.references, self.action = table, column, references, action
+        # Django recreates a foreign key (without any action) whenever it alters the
+        # field; a migration that does so puts the action back on the way down too.
+        self.keep_on_reverse = keep_on_reverse
 
     def deconstruct(self):
         kwargs = {"table": self.table, "column": self.column, "references": self.references, "action": self.action}
+        if self.keep_on_reverse:
+            kwargs["keep_on_reverse"] = True
         return self.__class__.__name__, [], kwargs
 
     def state_forwards(self, app_label, state):
@@ -53,7 +58,7 @@ class SetForeignKeyOnDelete(Operation):
         self._recreate(schema_editor, f"ON DELETE {self.action}")
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        self._recreate(schema_editor, "")
+        self._recreate(schema_editor, f"ON DELETE {self.action}" if self.keep_on_reverse else "")
 
     def describe(self):
         return f"Set ON DELETE {self.action} on {self.table}.{self.column} in the database"

@@ -29,6 +29,7 @@ class License(models.Model):
         on_delete=models.SET_NULL,
         db_column="assigned_to_user_id",
         related_name="licenses",
+        db_index=False,  # licenses_user_revoked_idx starts with this column
     )
     plan = models.CharField(max_length=64)
     features = models.JSONField(default=dict, blank=True)

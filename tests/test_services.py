@@ -804,3 +804,17 @@ def test_requeue_failed_jobs_with_no_ids_does_nothing(enqueued):
 
     assert jobs.requeue_failed_jobs([]) == 0
     assert Job.objects.get().status == JobStatus.FAILED
+
+
+@pytest.mark.django_db
+def test_list_jobs_by_user_deep_pages_match_shallow_ordering():
+    from transcriptions.services import DEEP_OFFSET
+
+    user = UserFactory()
+    created = JobFactory.create_batch(DEEP_OFFSET + 5, owner=user)
+    newest_first = sorted(created, key=lambda j: (j.created_at, j.pk), reverse=True)
+
+    page = jobs.list_jobs_by_user(user, limit=3, offset=DEEP_OFFSET + 1)
+
+    assert [j.pk for j in page] == [j.pk for j in newest_first[DEEP_OFFSET + 1 : DEEP_OFFSET + 4]]
+    assert all(hasattr(j, "artifact_summaries") for j in page)

@@ -56,6 +56,8 @@ class Job(models.Model):
         on_delete=models.CASCADE,
         db_column="owner_user_id",
         related_name="jobs",
+        # The composite indexes below start with owner; a lone owner index only misleads the planner.
+        db_index=False,
     )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     model_name = models.CharField(max_length=64)
@@ -123,7 +125,10 @@ class Job(models.Model):
 class FileArtifact(models.Model):
     """A file in storage that belongs to a job: its audio or one of its results."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, db_column="job_id", related_name="artifacts")
+    # The unique (job, type) index serves lookups by job; no separate index.
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, db_column="job_id", related_name="artifacts", db_index=False
+    )
     type = models.CharField(max_length=32, choices=ArtifactType.choices)
     path = models.CharField(max_length=255, help_text="Storage name, relative to the storage root.")
     size_bytes = models.BigIntegerField()

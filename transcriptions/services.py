@@ -35,6 +35,9 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     JobStatus.FAILED: {JobStatus.QUEUED},
 }
 MAX_LIST_LIMIT = 200
+# From this offset on, a page is found by id first (a "deferred join"): skipping
+# rows in the index is cheap, fetching and sorting whole rows to skip them is not.
+DEEP_OFFSET = 1000
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 ERROR_MESSAGE_MAX = 500
@@ -158,7 +161,11 @@ def list_jobs_by_user(
         jobs = jobs.filter(created_at__lte=anchor["created_at"]).exclude(
             created_at=anchor["created_at"], id__gte=anchor["id"]
         )
-    return attach_artifact_summaries(list(jobs[offset : offset + limit]))
+    if offset < DEEP_OFFSET:
+        return attach_artifact_summaries(list(jobs[offset : offset + limit]))
+    # Deep pages: skip the offset over the index alone, then read only the rows kept.
+    ids = list(jobs.values_list("id", flat=True)[offset : offset + limit])
+    return attach_artifact_summaries(list(Job.objects.filter(pk__in=ids).newest_first()))
 
 
 @dataclass(frozen=True, slots=True)
