@@ -2,6 +2,7 @@
 
 import re
 
+from django.utils import timezone
 from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -17,3 +18,11 @@ class BearerTokenAuthentication(TokenAuthentication):
         if not _TOKEN_SHAPE.fullmatch(token):
             raise AuthenticationFailed("Invalid token.")
         return super().authenticate_credentials(token)
+
+    def _cleanup_token(self, auth_token) -> bool:
+        # knox also loads every other token of the user here, on every request;
+        # expired tokens are purged in bulk by a scheduled task instead.
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False

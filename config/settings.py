@@ -254,6 +254,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "transcriptions.tasks.requeue_stale_jobs",
         "schedule": float(REQUEUE_SWEEP_SECONDS),
     },
+    "purge-expired-tokens": {"task": "accounts.tasks.purge_expired_tokens", "schedule": 3600.0},
 }
 
 # --- Misc ----------------------------------------------------------------------

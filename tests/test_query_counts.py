@@ -47,15 +47,15 @@ def test_list_runs_the_same_queries_for_1_and_200_jobs(client_and_user):
 
     large = _count(client, "get", "/api/transcriptions?limit=200")
 
-    # token lookup, user, count, page, artifacts of the page
-    assert small == large == (200, 5)
+    # token with its user, page, artifacts of the page, count
+    assert small == large == (200, 4)
 
 
 def test_detail_runs_a_fixed_number_of_queries(client_and_user):
     client, user = client_and_user
     job = _jobs_with_artifacts(user, 1)[0]
 
-    assert _count(client, "get", f"/api/transcriptions/{job.pk}") == (200, 4)
+    assert _count(client, "get", f"/api/transcriptions/{job.pk}") == (200, 3)
 
 
 def test_artifact_download_runs_a_fixed_number_of_queries(client_and_user):
@@ -64,7 +64,7 @@ def test_artifact_download_runs_a_fixed_number_of_queries(client_and_user):
     name = default_storage.save(f"jobs/{job.pk}/transcript.txt", ContentFile(b"hello\n"))
     FileArtifactFactory(job=job, type=ArtifactType.TRANSCRIPT_TXT, path=name, size_bytes=6)
 
-    assert _count(client, "get", f"/api/transcriptions/{job.pk}/artifacts/transcript_txt") == (200, 4)
+    assert _count(client, "get", f"/api/transcriptions/{job.pk}/artifacts/transcript_txt") == (200, 3)
 
 
 def test_create_runs_a_fixed_number_of_queries_whatever_the_history(client_and_user):
@@ -76,6 +76,6 @@ def test_create_runs_a_fixed_number_of_queries_whatever_the_history(client_and_u
     with open(SPEECH, "rb") as audio:
         later = _count(client, "post", "/api/transcriptions", data={"audio": audio}, format="multipart")
 
-    # token (2); lock the user; license; insert job; insert artifact; re-read the job
-    # and its artifacts; four savepoint statements of the nested atomic blocks
-    assert first == later == (201, 12)
+    # token with its user; lock the user; license; insert job; insert artifact;
+    # re-read the job and its artifacts; four savepoint statements of the nested atomic blocks
+    assert first == later == (201, 11)

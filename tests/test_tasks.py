@@ -72,3 +72,21 @@ def test_the_soft_time_limit_fails_the_job_with_a_message(calls):
     assert result.get() == "failed"
     assert job.status == JobStatus.FAILED
     assert "longer than the time allowed" in job.error_message
+
+
+def test_purge_expired_tokens_deletes_only_expired_ones():
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from knox.models import AuthToken
+
+    from accounts.tasks import purge_expired_tokens
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+    live, _ = AuthToken.objects.create(user=user)
+    expired, _ = AuthToken.objects.create(user=user)
+    AuthToken.objects.filter(pk=expired.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+
+    assert purge_expired_tokens.apply().get() == 1
+    assert list(AuthToken.objects.values_list("pk", flat=True)) == [live.pk]
