@@ -2,7 +2,7 @@
 
 The routes exist only when the environment sets BENCH_VIEWS=1, as `make bench`
 does for the gunicorn it starts; everywhere else this module routes nothing.
-Both views authenticate with knox's TokenAuthentication, exactly as the API
+Both views authenticate with the API's own bearer-token class, exactly as the API
 does, and read the same queryset (`services.jobs_of_user`).
 """
 
@@ -11,9 +11,9 @@ from collections import defaultdict
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path, reverse
-from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from accounts.authentication import BearerTokenAuthentication
 from transcriptions import services
 from transcriptions.models import FileArtifact
 
@@ -35,7 +35,7 @@ UNAUTHORIZED = {"detail": "Authentication credentials were not provided or are i
 
 def _authenticate(request: HttpRequest):
     try:
-        result = TokenAuthentication().authenticate(request)
+        result = BearerTokenAuthentication().authenticate(request)
     except AuthenticationFailed:
         return None
     return result[0] if result else None
