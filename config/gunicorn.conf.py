@@ -27,4 +27,5 @@ def post_worker_init(worker):
     collections re-scan them and stall requests by tens of milliseconds
     (measured in BENCHMARKS.md).
     """
+    gc.collect()
     gc.freeze()

@@ -1032,8 +1032,8 @@ def test_list_query_count_is_the_same_for_1_and_200_jobs():
     two_hundred = _list_queries(large, 200)
 
     assert len(one) == len(two_hundred)
-    # token lookup, the user's other tokens (knox's expiry sweep), the page, its artifacts, the count
-    assert len(one) == 5, "\n".join(one)
+    # token with its user, the page, its artifacts, the count
+    assert len(one) == 4, "\n".join(one)
 
 
 # === GET /api/transcriptions/<id> ===================================================
