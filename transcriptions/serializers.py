@@ -96,8 +96,9 @@ class JobOut(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, job: Job) -> dict:
+        job_id = str(job.id)
         return {
-            "id": str(job.id),
+            "id": job_id,
             "status": job.status,
             "progress": job.progress,
             "model_name": job.model_name,
@@ -109,7 +110,7 @@ class JobOut(serializers.ModelSerializer):
             "created_at": _timestamp(job.created_at),
             "updated_at": _timestamp(job.updated_at),
             "artifacts": [
-                {"type": a.type, "size_bytes": a.size_bytes, "url": artifact_url(job.id, a.type)}
+                {"type": a.type, "size_bytes": a.size_bytes, "url": artifact_url(job_id, a.type)}
                 for a in _artifacts_of(job)
             ],
         }
