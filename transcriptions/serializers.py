@@ -1,6 +1,5 @@
 """Request and response shapes of the transcriptions API."""
 
-from django.conf import settings
 from rest_framework import serializers
 
 from .models import FileArtifact, Job, JobMode, JobStatus
@@ -121,13 +120,3 @@ class ModelOut(serializers.Serializer):
     english_only = serializers.BooleanField()
     allowed = serializers.BooleanField(help_text="Whether your license allows this model.")
     default = serializers.BooleanField()
-
-
-class ErrorOut(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField(required=False)
-    errors = serializers.DictField(required=False, help_text="Per-field messages for validation errors.")
-
-
-def default_model_name() -> str:
-    return settings.DEFAULT_MODEL_NAME
