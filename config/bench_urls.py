@@ -16,20 +16,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from accounts.authentication import BearerTokenAuthentication
 from transcriptions import services
 from transcriptions.models import FileArtifact
+from transcriptions.serializers import JobOut
 
-JOB_FIELDS = (
-    "id",
-    "status",
-    "progress",
-    "model_name",
-    "mode",
-    "language",
-    "audio_duration_ms",
-    "processing_time_ms",
-    "error_message",
-    "created_at",
-    "updated_at",
-)
+# The same columns as the API's JobOut, without its nested artifacts.
+JOB_FIELDS = tuple(name for name in JobOut.Meta.fields if name != "artifacts")
 UNAUTHORIZED = {"detail": "Authentication credentials were not provided or are invalid."}
 
 
