@@ -40,7 +40,7 @@ def series(fixtures: ApiFixtures, tokens_file: Path) -> list[dict]:
         },
         {
             "key": "plain_full",
-            "label": "GET /bench/plain-jobs-full?limit=50 (plain Django, same 3 queries + JSON as the API)",
+            "label": "GET /bench/plain-jobs-full?limit=50 (plain Django, the API's statement and JSON)",
             "path": "/bench/plain-jobs-full?limit=50",
             "script": "get.lua",
             "env": get_env,

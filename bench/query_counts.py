@@ -118,7 +118,7 @@ def list_breakdown(fixtures: ApiFixtures) -> list[dict]:
     from transcriptions.serializers import JobOut
 
     user = User.objects.get(pk=fixtures.list_user_id)
-    jobs = services.list_jobs_by_user(user, None, 50, 0)
+    jobs = services.page_of_jobs_by_user(user, None, 50, 0).jobs
     data = JobOut(jobs, many=True).data
     steps = [
         (
@@ -127,10 +127,9 @@ def list_breakdown(fixtures: ApiFixtures) -> list[dict]:
         ),
         ("page query, as model instances", lambda: list(services.jobs_of_user(user)[:50])),
         (
-            "services.list_jobs_by_user: the page and its artifacts",
-            lambda: services.list_jobs_by_user(user, None, 50, 0),
+            "services.page_of_jobs_by_user: the page, its artifacts and the total in one statement",
+            lambda: services.page_of_jobs_by_user(user, None, 50, 0),
         ),
-        ("services.count_jobs_by_user (X-Total-Count)", lambda: services.count_jobs_by_user(user)),
         ("JobOut(jobs, many=True).data: serialisation", lambda: JobOut(jobs, many=True).data),
         ("JSONRenderer().render of the serialised page", lambda: JSONRenderer().render(data)),
     ]

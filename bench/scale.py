@@ -265,9 +265,9 @@ def analyse(heavy_email: str = HEAVY_EMAIL) -> dict:
         status = kwargs.get("status")
 
         def call(kwargs=kwargs, status=status):
-            return services.list_jobs_by_user(
+            return services.page_of_jobs_by_user(
                 heavy, status, kwargs["limit"], kwargs.get("offset", 0), before=kwargs.get("before")
-            )
+            ).jobs
 
         statements = _captured(call)
         page_sql = next(s for s in statements if 'FROM "jobs"' in s and "LIMIT 50" in s)

@@ -7,7 +7,6 @@ does, and read the same queryset (`services.jobs_of_user`).
 """
 
 import os
-from collections import defaultdict
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path, reverse
@@ -15,7 +14,6 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerTokenAuthentication
 from transcriptions import services
-from transcriptions.models import FileArtifact
 from transcriptions.serializers import JobOut
 
 # The same columns as the API's JobOut, without its nested artifacts.
@@ -48,32 +46,32 @@ def plain_jobs(request: HttpRequest) -> JsonResponse:
 
 
 def plain_jobs_full(request: HttpRequest) -> JsonResponse:
-    """The list endpoint's three queries (page, its artifacts, the count) and JSON, without DRF."""
+    """The list endpoint's statement (page, artifacts, total) and JSON, without DRF or model instances."""
     user = _authenticate(request)
     if user is None:
         return JsonResponse(UNAUTHORIZED, status=401)
     limit, offset = _page(request)
-    rows = list(services.jobs_of_user(user).values(*JOB_FIELDS)[offset : offset + limit])
-    artifacts = defaultdict(list)
-    for artifact in (
-        FileArtifact.objects.filter(job_id__in=[row["id"] for row in rows])
-        .order_by("type")
-        .values("job_id", "type", "size_bytes")
-    ):
-        artifacts[artifact["job_id"]].append(
+    page = (
+        services.jobs_of_user(user)
+        .with_artifact_list()
+        .with_owner_total(user)
+        .values(*JOB_FIELDS, "artifact_list", "owner_total")[offset : offset + limit]
+    )
+    rows, total = [], 0
+    for row in page:
+        total = row.pop("owner_total")
+        items = sorted(item.rpartition(":") for item in (row.pop("artifact_list") or "").split(",") if item)
+        row["artifacts"] = [
             {
-                "type": artifact["type"],
-                "size_bytes": artifact["size_bytes"],
-                "url": reverse(
-                    "transcription-artifact",
-                    kwargs={"pk": str(artifact["job_id"]), "artifact_type": artifact["type"]},
-                ),
+                "type": type_,
+                "size_bytes": int(size),
+                "url": reverse("transcription-artifact", kwargs={"pk": str(row["id"]), "artifact_type": type_}),
             }
-        )
-    for row in rows:
-        row["artifacts"] = artifacts[row["id"]]
+            for type_, _, size in items
+        ]
+        rows.append(row)
     response = JsonResponse(rows, safe=False)
-    response["X-Total-Count"] = str(services.count_jobs_by_user(user))
+    response["X-Total-Count"] = str(total)
     return response
 
 

@@ -1032,8 +1032,8 @@ def test_list_query_count_is_the_same_for_1_and_200_jobs():
     two_hundred = _list_queries(large, 200)
 
     assert len(one) == len(two_hundred)
-    # token with its user, the page, its artifacts, the count
-    assert len(one) == 4, "\n".join(one)
+    # token with its user; the page with its artifacts and the total in one statement
+    assert len(one) == 2, "\n".join(one)
 
 
 # === GET /api/transcriptions/<id> ===================================================
@@ -1417,7 +1417,7 @@ def test_unhandled_exception_answers_500_json_without_internals(client, settings
     def explode(*args, **kwargs):
         raise RuntimeError("secret: SELECT password FROM users")
 
-    monkeypatch.setattr(services, "list_jobs_by_user", explode)
+    monkeypatch.setattr(services, "page_of_jobs_by_user", explode)
     client.raise_request_exception = False
 
     response = client.get(LIST_URL)
@@ -1481,7 +1481,7 @@ def test_other_database_errors_answer_500_json_without_sql(client, settings, mon
     def broken(*args, **kwargs):
         raise error('relation "jobs" does not exist LINE 1: SELECT "jobs"."id" FROM "jobs"')
 
-    monkeypatch.setattr(services, "list_jobs_by_user", broken)
+    monkeypatch.setattr(services, "page_of_jobs_by_user", broken)
     client.raise_request_exception = False
 
     response = client.get(LIST_URL)

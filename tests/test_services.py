@@ -467,6 +467,58 @@ def test_list_jobs_by_user_accepts_the_largest_limit():
     assert len(jobs.list_jobs_by_user(owner, limit=200)) == 1
 
 
+def test_page_of_jobs_by_user_carries_the_total_of_the_filter(three_jobs_of_one_user):
+    owner, (newest, middle, oldest) = three_jobs_of_one_user
+    JobFactory()
+
+    first = jobs.page_of_jobs_by_user(owner, limit=2)
+    queued = jobs.page_of_jobs_by_user(owner, status=JobStatus.QUEUED, limit=1)
+
+    assert (first.jobs, first.total) == ([newest, middle], 3)
+    assert (queued.jobs, queued.total) == ([newest], 2)
+
+
+def test_page_of_jobs_by_user_counts_all_jobs_on_a_keyset_page(three_jobs_of_one_user):
+    owner, (newest, middle, oldest) = three_jobs_of_one_user
+
+    page = jobs.page_of_jobs_by_user(owner, limit=1, before=middle.pk)
+    last = jobs.page_of_jobs_by_user(owner, limit=1, before=oldest.pk)
+
+    assert (page.jobs, page.total) == ([oldest], 3)
+    assert (last.jobs, last.total) == ([], 3)
+
+
+def test_page_of_jobs_by_user_past_the_end_still_counts(three_jobs_of_one_user):
+    owner, _ = three_jobs_of_one_user
+
+    page = jobs.page_of_jobs_by_user(owner, status=JobStatus.DONE, limit=5, offset=5)
+
+    assert (page.jobs, page.total) == ([], 1)
+
+
+def test_page_of_jobs_by_user_of_a_user_without_jobs_is_empty():
+    JobFactory()
+
+    page = jobs.page_of_jobs_by_user(UserFactory())
+
+    assert (page.jobs, page.total) == ([], 0)
+
+
+def test_page_of_jobs_by_user_summarises_each_jobs_artifacts_by_type(three_jobs_of_one_user):
+    owner, (newest, middle, oldest) = three_jobs_of_one_user
+    FileArtifactFactory(job=middle, type=ArtifactType.SUBTITLES_VTT, size_bytes=7)
+    FileArtifactFactory(job=middle, type=ArtifactType.AUDIO, size_bytes=12_345_678_901)
+    FileArtifactFactory(job=newest, type=ArtifactType.TRANSCRIPT_TXT, size_bytes=0)
+
+    page = jobs.page_of_jobs_by_user(owner)
+
+    assert [job.artifact_summaries for job in page.jobs] == [
+        [jobs.ArtifactSummary("transcript_txt", 0)],
+        [jobs.ArtifactSummary("audio", 12_345_678_901), jobs.ArtifactSummary("subtitles_vtt", 7)],
+        [],
+    ]
+
+
 def test_count_jobs_by_user_counts_own_jobs_of_a_status(three_jobs_of_one_user):
     owner, _ = three_jobs_of_one_user
     JobFactory()
@@ -817,4 +869,6 @@ def test_list_jobs_by_user_deep_pages_match_shallow_ordering():
     page = jobs.list_jobs_by_user(user, limit=3, offset=DEEP_OFFSET + 1)
 
     assert [j.pk for j in page] == [j.pk for j in newest_first[DEEP_OFFSET + 1 : DEEP_OFFSET + 4]]
-    assert all(hasattr(j, "artifact_summaries") for j in page)
+    assert all(j.artifact_summaries == [] for j in page)
+    assert jobs.page_of_jobs_by_user(user, limit=3, offset=DEEP_OFFSET + 1).total == DEEP_OFFSET + 5
+    assert jobs.page_of_jobs_by_user(user, limit=3, offset=DEEP_OFFSET + 5).total == DEEP_OFFSET + 5

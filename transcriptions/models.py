@@ -4,7 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Prefetch, Q
+from django.db.models import BigIntegerField, CharField, Expression, Prefetch, Q
 from django.utils import timezone
 
 
@@ -39,12 +39,66 @@ class JobQuerySet(models.QuerySet):
             Prefetch("artifacts", queryset=FileArtifact.objects.order_by("type"))
         )
 
+    def with_artifact_list(self):
+        """Annotate `artifact_list`: the job's artifacts as "type:size_bytes,..." (None if none).
+
+        Read in the same statement as the jobs, in no set order.
+        """
+        return self.annotate(artifact_list=ArtifactList())
+
+    def with_owner_total(self, owner, status: str | None = None):
+        """Annotate `owner_total`: how many jobs the owner has (of this status, if given)."""
+        return self.annotate(owner_total=OwnerJobCount(owner.pk, status))
+
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
     def active(self):
         """Jobs that hold a worker slot or wait for one."""
         return self.filter(status__in=[JobStatus.QUEUED, JobStatus.PROCESSING])
+
+
+# The two list expressions below are written as SQL, not as ORM subqueries:
+# compiling those took longer than running them (about 0.4 ms each per request,
+# see BENCHMARKS.md), and a list page is the API's most frequent request.
+
+
+class ArtifactList(Expression):
+    """Correlated subquery over a query of jobs: the row's artifacts as "type:size_bytes,..."."""
+
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection):
+        quote = connection.ops.quote_name
+        artifact_table = quote(FileArtifact._meta.db_table)
+        job_column = quote(FileArtifact._meta.get_field("job").column)
+        jobs = compiler.quote_name_unless_alias(compiler.query.base_table)
+        concat = "STRING_AGG" if connection.vendor == "postgresql" else "GROUP_CONCAT"
+        sql = (
+            f"(SELECT {concat}(a.type || ':' || a.size_bytes, ',') FROM {artifact_table} a"
+            f" WHERE a.{job_column} = {jobs}.{quote(Job._meta.pk.column)})"
+        )
+        return sql, []
+
+
+class OwnerJobCount(Expression):
+    """Uncorrelated subquery: the owner's job count, which the database computes once per statement."""
+
+    output_field = BigIntegerField()
+
+    def __init__(self, owner_id, status: str | None = None):
+        super().__init__()
+        self.owner_id = owner_id
+        self.status = status
+
+    def as_sql(self, compiler, connection):
+        owner = Job._meta.get_field("owner")
+        sql = f"SELECT COUNT(*) FROM {connection.ops.quote_name(Job._meta.db_table)} c WHERE c.{owner.column} = %s"
+        params = [owner.get_db_prep_value(self.owner_id, connection)]
+        if self.status is not None:
+            sql += " AND c.status = %s"
+            params.append(self.status)
+        return f"({sql})", params
 
 
 class Job(models.Model):

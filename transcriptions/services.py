@@ -135,6 +135,73 @@ def jobs_of_user(user: User, status: str | None = None):
     return jobs
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ArtifactSummary:
+    """What a job listing shows of an artifact."""
+
+    type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a user's jobs, and how many jobs match the filter in all."""
+
+    jobs: list[Job]
+    total: int
+
+
+def _older_than(user: User, jobs, before: uuid.UUID | str):
+    anchor = Job.objects.for_owner(user).filter(pk=_parse_uuid(before)).values("created_at", "id").first()
+    if anchor is None:
+        raise ValueError("before must be the id of one of your jobs")
+    # "Older than the anchor" as an index range (created_at <= t) minus the few
+    # rows that tie with it; an OR of the two cases would be a filter, not a range.
+    return jobs.filter(created_at__lte=anchor["created_at"]).exclude(
+        created_at=anchor["created_at"], id__gte=anchor["id"]
+    )
+
+
+def _with_summaries(jobs: list[Job]) -> list[Job]:
+    for job in jobs:
+        pairs = (item.rpartition(":") for item in job.artifact_list.split(",")) if job.artifact_list else ()
+        job.artifact_summaries = sorted(ArtifactSummary(type_, int(size)) for type_, _, size in pairs)
+    return jobs
+
+
+def page_of_jobs_by_user(
+    user: User,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    *,
+    before: uuid.UUID | str | None = None,
+) -> JobPage:
+    """Return one page of the user's jobs, newest first, with their artifacts and the total.
+
+    The page, each job's artifacts and the total are read in one statement, so
+    the total agrees with the page. `before` (a job id of the user's) pages by
+    key instead of by offset: the jobs strictly older than that one, at the
+    same cost however deep; the total still counts every job of the filter.
+    """
+    _check_page(status, limit, offset)
+    if before is not None and offset:
+        raise ValueError("use either before or offset, not both")
+    matching = jobs_of_user(user, status)
+    jobs = matching if before is None else _older_than(user, matching, before)
+    if offset >= DEEP_OFFSET:
+        # Deep pages: skip the offset over the index alone, then read only the rows kept.
+        ids = list(jobs.values_list("id", flat=True)[offset : offset + limit])
+        rows = Job.objects.filter(pk__in=ids).newest_first().with_artifact_list().with_owner_total(user, status)
+    else:
+        rows = jobs.with_artifact_list().with_owner_total(user, status)[offset : offset + limit]
+    page = _with_summaries(list(rows))
+    if page:
+        return JobPage(page, page[0].owner_total)
+    # Past the end there is no row to carry the total.
+    return JobPage(page, 0 if offset == 0 and before is None else matching.count())
+
+
 def list_jobs_by_user(
     user: User,
     status: str | None = None,
@@ -143,56 +210,8 @@ def list_jobs_by_user(
     *,
     before: uuid.UUID | str | None = None,
 ) -> list[Job]:
-    """Return one page of the user's jobs, newest first, with their artifacts.
-
-    `before` (a job id of the user's) pages by key instead of by offset: the
-    jobs strictly older than that one. Deep pages then cost the same as the first.
-    """
-    _check_page(status, limit, offset)
-    jobs = jobs_of_user(user, status)
-    if before is not None:
-        if offset:
-            raise ValueError("use either before or offset, not both")
-        anchor = Job.objects.for_owner(user).filter(pk=_parse_uuid(before)).values("created_at", "id").first()
-        if anchor is None:
-            raise ValueError("before must be the id of one of your jobs")
-        # "Older than the anchor" as an index range (created_at <= t) minus the few
-        # rows that tie with it; an OR of the two cases would be a filter, not a range.
-        jobs = jobs.filter(created_at__lte=anchor["created_at"]).exclude(
-            created_at=anchor["created_at"], id__gte=anchor["id"]
-        )
-    if offset < DEEP_OFFSET:
-        return attach_artifact_summaries(list(jobs[offset : offset + limit]))
-    # Deep pages: skip the offset over the index alone, then read only the rows kept.
-    ids = list(jobs.values_list("id", flat=True)[offset : offset + limit])
-    return attach_artifact_summaries(list(Job.objects.filter(pk__in=ids).newest_first()))
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactSummary:
-    """What a job listing shows of an artifact."""
-
-    type: str
-    size_bytes: int
-
-
-def attach_artifact_summaries(jobs: list[Job]) -> list[Job]:
-    """Set `artifact_summaries` on each job, read in one query as plain tuples.
-
-    A page lists up to a thousand artifacts; building model instances for
-    them cost more than everything else in the request (see BENCHMARKS.md).
-    """
-    by_job: dict[uuid.UUID, list[ArtifactSummary]] = {job.pk: [] for job in jobs}
-    rows = (
-        FileArtifact.objects.filter(job_id__in=list(by_job))
-        .order_by("job_id", "type")
-        .values_list("job_id", "type", "size_bytes")
-    )
-    for job_id, type_, size_bytes in rows:
-        by_job[job_id].append(ArtifactSummary(type_, size_bytes))
-    for job in jobs:
-        job.artifact_summaries = by_job[job.pk]
-    return jobs
+    """Return one page of the user's jobs, newest first, with their artifacts."""
+    return page_of_jobs_by_user(user, status, limit, offset, before=before).jobs
 
 
 def count_jobs_by_user(user: User, status: str | None = None) -> int:

@@ -131,15 +131,14 @@ class JobViewSet(viewsets.ViewSet):
         query = JobListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        jobs = services.list_jobs_by_user(
+        page = services.page_of_jobs_by_user(
             request.user, params.get("status"), params["limit"], params["offset"], before=params.get("before")
         )
-        count = services.count_jobs_by_user(request.user, params.get("status"))
-        headers = {"X-Total-Count": str(count)}
-        links = _page_links(request, params, count, jobs)
+        headers = {"X-Total-Count": str(page.total)}
+        links = _page_links(request, params, page.total, page.jobs)
         if links:
             headers["Link"] = links
-        return Response(JobOut(jobs, many=True).data, headers=headers)
+        return Response(JobOut(page.jobs, many=True).data, headers=headers)
 
     def create(self, request):
         limit_bytes = settings.MAX_UPLOAD_MB * 1024 * 1024
