@@ -88,7 +88,7 @@ def run(fixtures: ApiFixtures) -> list[dict]:
         ("artifact download (transcript_txt)", "get", f"/api/transcriptions/{job}/artifacts/transcript_txt", token, {}),
         ("artifact download (audio)", "get", f"/api/transcriptions/{job}/artifacts/audio", token, {}),
         ("plain view, 50 jobs (bench only)", "get", "/bench/plain-jobs?limit=50", token, {}),
-        ("plain view, same queries (bench only)", "get", "/bench/plain-jobs-full?limit=50", token, {}),
+        ("plain view, same statement (bench only)", "get", "/bench/plain-jobs-full?limit=50", token, {}),
     ]
     results = []
     for name, method, path, tok, extra in rows:

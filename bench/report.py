@@ -296,8 +296,8 @@ def _api(results: dict) -> list[str]:
             "`BearerTokenAuthentication`, nothing else (the issue's baseline). "
             "`/bench/plain-jobs-full` runs the API's own page statement (the page with each job's artifacts "
             "and the total for X-Total-Count, through `.values()`) and builds the same JSON, artifact URLs "
-            "included (by `reverse()`), without DRF or model instances: the ratio to it isolates what DRF, "
-            "the model instances and the serializer cost.",
+            "included (formatted by the API's own `artifact_url`), without DRF or model instances: the ratio "
+            "to it isolates what DRF, the model instances and the serializer cost.",
             "",
             "| connections | API list req/s | plain req/s | API ÷ plain "
             "| plain, same statement req/s | API ÷ same statement |",
@@ -588,7 +588,8 @@ def _findings(results: dict) -> list[str]:
             "Full garbage collections stall list requests: of the in-process list requests, the slowest took "
             f"{_ms(default['max_ms'])} ms with the default collector ({default['full_collections']} full "
             f"collections, p99 {_ms(default['p99_ms'])} ms) and {_ms(frozen['max_ms'])} ms after `gc.freeze()` "
-            f"(p99 {_ms(frozen['p99_ms'])} ms); see section 2."
+            f"(p99 {_ms(frozen['p99_ms'])} ms); see section 2. Handled: `config/gunicorn.conf.py` calls "
+            "`gc.freeze()` in `post_worker_init`, so the served workers run the second configuration."
         )
     queries = {row["name"]: row["queries"] for row in results.get("queries", [])}
     if queries.get("list, 5 jobs") != queries.get("list, 50 jobs"):
@@ -620,7 +621,9 @@ def _findings(results: dict) -> list[str]:
             found.append(
                 f"X-Total-Count's COUNT costs {_ms(counts['service_ms'])} ms for a user with "
                 f"{counts['value']:,} jobs, more than half of the whole page-1 call ({_ms(page1)} ms), on every "
-                "list request including keyset pages."
+                "list request including keyset pages. It is an index-only scan and grows linearly with the "
+                "user's jobs; kept, because every page states its total. A per-user counter kept up to date "
+                "with each job would make it constant if users with millions of jobs appear."
             )
     tr = results.get("transcribe")
     if tr and tr["e2e"]["ratio"] > E2E_AIM:

@@ -9,12 +9,12 @@ does, and read the same queryset (`services.jobs_of_user`).
 import os
 
 from django.http import HttpRequest, JsonResponse
-from django.urls import path, reverse
+from django.urls import path
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import BearerTokenAuthentication
 from transcriptions import services
-from transcriptions.serializers import JobOut
+from transcriptions.serializers import JobOut, artifact_url
 
 # The same columns as the API's JobOut, without its nested artifacts.
 JOB_FIELDS = tuple(name for name in JobOut.Meta.fields if name != "artifacts")
@@ -65,7 +65,7 @@ def plain_jobs_full(request: HttpRequest) -> JsonResponse:
             {
                 "type": type_,
                 "size_bytes": int(size),
-                "url": reverse("transcription-artifact", kwargs={"pk": str(row["id"]), "artifact_type": type_}),
+                "url": artifact_url(row["id"], type_),
             }
             for type_, _, size in items
         ]
