@@ -171,6 +171,21 @@ def app_env(**overrides: str) -> dict[str, str]:
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int = 2, log_path: Path | None = None) -> Iterator[str]:
     """Serve the app with gunicorn on a free loopback port; yield its base URL."""
+    with gunicorn_process(env, workers, log_path) as (base, _proc):
+        yield base
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process and its children, as a power cut would, and reap it."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+@contextmanager
+def gunicorn_process(
+    env: dict[str, str], workers: int = 2, log_path: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like `gunicorn`, but yield (base URL, the master's Popen) for drills that kill it."""
     port = free_port()
     env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
@@ -194,7 +209,7 @@ def gunicorn(env: dict[str, str], workers: int = 2, log_path: Path | None = None
 
     try:
         wait_until(serving, 30, what="gunicorn to serve")
-        yield base
+        yield base, proc
     finally:
         _stop_process_group(proc)
         if log_path:

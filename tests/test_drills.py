@@ -19,7 +19,16 @@ import requests
 from django.db import connection
 from knox.models import AuthToken
 
-from tests.drill_harness import ROOT, app_env, gunicorn, redis_server, tcp_proxy, wait_until
+from tests.drill_harness import (
+    ROOT,
+    app_env,
+    gunicorn,
+    gunicorn_process,
+    kill_process_group,
+    redis_server,
+    tcp_proxy,
+    wait_until,
+)
 from tests.factories import LicenseFactory, UserFactory
 from tests.worker_harness import WorkerProcess
 from transcriptions.models import ArtifactType, Job, JobStatus
@@ -323,6 +332,36 @@ def test_redis_outage_keeps_accepting_jobs_and_loses_none(tmp_path):
             finally:
                 worker.stop()
     _assert_one_complete_set_of_files([job_id], media_root)
+
+
+def test_embedded_server_killed_mid_job_finishes_every_job_after_a_restart(tmp_path):
+    # Given the embedded mode (no Redis): the web process transcribes a batch itself
+    token, user = _token_for_licensed_user()
+    media_root = tmp_path / "media"
+    env = _web_env(
+        str(media_root),
+        DATABASE_URL=_database_url(),
+        REQUEUE_SWEEP_SECONDS="1",
+        JOB_HEARTBEAT_SECONDS="1",
+        JOB_STALE_AFTER_SECONDS="5",
+        JOB_QUEUED_STALE_AFTER_SECONDS="5",
+    )
+    with gunicorn_process(env, workers=1, log_path=tmp_path / "first.log") as (base, proc):
+        job_ids = [_submit(base, token, "speech_60s.ogg").json()["id"] for _ in range(3)]
+        wait_until(lambda: JobStatus.PROCESSING in _statuses(job_ids).values(), 60, what="a job in progress")
+
+        # When the server dies mid-job, without warning
+        kill_process_group(proc)
+    left = sorted(_statuses(job_ids).values())
+    assert JobStatus.PROCESSING in left and JobStatus.QUEUED in left, left
+
+    # Then the restarted server finishes every job, each with one set of files
+    with gunicorn(env, workers=1, log_path=tmp_path / "second.log"):
+        wait_until(
+            lambda: set(_statuses(job_ids).values()) == {JobStatus.DONE}, 180, interval=0.5, what="every job done"
+        )
+    _assert_one_complete_set_of_files(job_ids, media_root)
+    assert max(Job.objects.filter(pk__in=job_ids).values_list("attempts", flat=True)) == 2
 
 
 def test_workers_killed_mid_job_lose_nothing(tmp_path):

@@ -32,7 +32,7 @@ from tests.worker_harness import (
     wait_until,
     word_error_rate,
 )
-from transcriptions import dispatch, pipeline, services
+from transcriptions import dispatch, pipeline, services, tasks
 from transcriptions.models import ArtifactType, FileArtifact, Job, JobStatus
 
 pytestmark = pytest.mark.django_db
@@ -625,6 +625,66 @@ def test_without_redis_a_submitted_job_is_transcribed_on_a_thread_of_this_proces
     assert (done.status, done.progress, done.attempts) == (JobStatus.DONE, 100, 1)
     assert done.enqueued_at is not None
     assert set(artifact_paths(done)) == RESULT_TYPES | {ArtifactType.AUDIO}
+
+
+def test_without_redis_enqueuing_a_waiting_job_again_queues_it_once(monkeypatch):
+    ran: list[str] = []
+    monkeypatch.setattr(tasks, "run_in_process", ran.append)
+    job = JobFactory()
+    gate = threading.Event()
+    busy = dispatch._executor().submit(gate.wait, 10)  # the runner is busy with another job
+
+    assert dispatch.enqueue_job(job.pk) is True
+    assert dispatch.enqueue_job(job.pk) is True  # the sweep finds it still waiting
+    gate.set()
+    busy.result(timeout=10)
+    wait_until(lambda: str(job.pk) not in dispatch._local_jobs, timeout=10)
+
+    assert ran == [str(job.pk)]
+    dispatch.enqueue_job(job.pk)  # once it has run, a new request runs it again
+    wait_until(lambda: len(ran) == 2, timeout=10)
+
+
+@pytest.mark.parametrize("overrides", [{"REDIS_URL": "redis://127.0.0.1:1/0"}, {"REQUEUE_SWEEP_SECONDS": 0}])
+def test_no_sweeper_thread_runs_with_a_broker_or_with_the_sweep_off(settings, overrides):
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+
+    assert dispatch.start_local_sweeper() is None
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_the_sweeper_thread_finishes_jobs_a_restart_interrupted(
+    tiny_model, licensed_user, settings, stale_after, monkeypatch
+):
+    # Given a queued job and a processing one, both left by a process that is gone
+    monkeypatch.setattr(dispatch, "enqueue_job", lambda job_id: True)
+    waiting, interrupted = submit(licensed_user), submit(licensed_user)
+    monkeypatch.undo()
+    age(waiting, 3600, "enqueued_at", "updated_at")
+    assert services.claim_job(interrupted.pk) == 1
+    age(interrupted, stale_after + 1)
+    settings.REQUEUE_SWEEP_SECONDS = 1
+
+    # When this process starts its sweeper
+    sweeper = dispatch.start_local_sweeper()
+    try:
+        assert dispatch.start_local_sweeper() is sweeper  # one per process
+        done = wait_until(
+            lambda: Job.objects.filter(pk__in=[waiting.pk, interrupted.pk], status=JobStatus.DONE).count() == 2,
+            timeout=90,
+            describe=lambda: str(list(Job.objects.values_list("status", "attempts"))),
+        )
+    finally:
+        dispatch.stop_local_sweeper()
+        dispatch._executor().submit(connections.close_all).result(timeout=10)
+
+    # Then both are transcribed, the interrupted one on its second attempt
+    assert done and not sweeper.is_alive()
+    assert Job.objects.get(pk=waiting.pk).attempts == 1
+    assert Job.objects.get(pk=interrupted.pk).attempts == 2
+    assert set(artifact_paths(interrupted)) == RESULT_TYPES | {ArtifactType.AUDIO}
 
 
 # === The API refuses what the model cannot do ======================================

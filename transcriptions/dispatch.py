@@ -1,18 +1,28 @@
 """Hand a job to whoever runs it: Celery workers through Redis, or this process.
 
 With REDIS_URL unset (the embedded default) jobs run on a background thread
-of the serving process, so a single `make run` transcribes end to end.
+of the serving process, so a single `make run` transcribes end to end, and
+another thread of that process runs the recovery sweep that celery beat runs
+otherwise: jobs a restart interrupted are picked up again.
 """
 
 import logging
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import DatabaseError, connections
 
 logger = logging.getLogger(__name__)
 
 _local_executor: ThreadPoolExecutor | None = None
+_local_lock = threading.Lock()
+# Jobs waiting in or running on this process's executor: the sweep may find
+# them "not taken" while they wait their turn, and must not queue them twice.
+_local_jobs: set[str] = set()
+_sweeper: threading.Thread | None = None
+_sweeper_stop = threading.Event()
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -43,7 +53,11 @@ def enqueue_job(job_id: uuid.UUID | str) -> bool:
 
     job_id = str(job_id)
     if not settings.REDIS_URL:
-        _executor().submit(tasks.run_in_process, job_id)
+        with _local_lock:
+            if job_id in _local_jobs:
+                return True
+            _local_jobs.add(job_id)
+        _executor().submit(tasks.run_in_process, job_id).add_done_callback(lambda _: _forget_local(job_id))
         services.mark_enqueued(job_id)
         return True
     soft, hard = task_time_limits(job_id)
@@ -54,3 +68,55 @@ def enqueue_job(job_id: uuid.UUID | str) -> bool:
         return False
     services.mark_enqueued(job_id)
     return True
+
+
+def _forget_local(job_id: str) -> None:
+    with _local_lock:
+        _local_jobs.discard(job_id)
+
+
+def start_local_sweeper() -> threading.Thread | None:
+    """Run the recovery sweep every REQUEUE_SWEEP_SECONDS on a daemon thread of this process.
+
+    Only in the embedded mode, where no celery beat runs; with REDIS_URL set
+    (or REQUEUE_SWEEP_SECONDS at 0) this starts nothing and returns None.
+    Calling it again while the thread runs returns that thread.
+    """
+    global _sweeper
+    interval = settings.REQUEUE_SWEEP_SECONDS
+    if settings.REDIS_URL or interval <= 0:
+        return None
+    with _local_lock:
+        if _sweeper is None or not _sweeper.is_alive():
+            _sweeper_stop.clear()
+            _sweeper = threading.Thread(
+                target=_sweep_until_stopped, args=(interval,), name="requeue-sweep", daemon=True
+            )
+            _sweeper.start()
+        return _sweeper
+
+
+def stop_local_sweeper(timeout: float = 10) -> None:
+    """Stop the sweeper thread, if one runs, and wait for it."""
+    _sweeper_stop.set()
+    if _sweeper is not None:
+        _sweeper.join(timeout)
+
+
+def _sweep_until_stopped(interval: int) -> None:
+    from . import services
+
+    while not _sweeper_stop.is_set():
+        try:
+            result = services.requeue_stale_jobs()
+            if result.requeued or result.failed or result.reenqueued:
+                logger.info(
+                    "recovery sweep: requeued %d, failed %d, re-enqueued %d",
+                    len(result.requeued), len(result.failed), len(result.reenqueued),
+                )
+        except DatabaseError as exc:
+            # The database is away; the next round tries again.
+            logger.warning("recovery sweep skipped: %s", exc.__class__.__name__)
+        finally:
+            connections.close_all()
+        _sweeper_stop.wait(interval)
