@@ -15,6 +15,8 @@ from accounts.models import Role, User
 from licenses.models import License
 from licenses.services import active_license_for
 from tests.factories import FileArtifactFactory, JobFactory
+from tests.worker_harness import MAX_WORD_ERROR_RATE, word_error_rate
+from transcriptions import pipeline
 from transcriptions import services as job_services
 from transcriptions.management.commands import seed_demo
 from transcriptions.models import ArtifactType, FileArtifact, Job, JobStatus
@@ -113,11 +115,38 @@ def test_done_demo_job_files_hold_the_demo_transcript():
     assert (done.progress, done.audio_duration_ms) == (100, 3200)
 
 
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.PROCESSING])
+def test_unfinished_demo_jobs_carry_the_demo_speech_as_their_audio(status):
+    seed()
+
+    job = Job.objects.get(status=status)
+    (audio,) = job.artifacts.all()
+    assert audio.type == ArtifactType.AUDIO
+    with default_storage.open(audio.path, "rb") as stored:
+        assert stored.read() == seed_demo.DEMO_AUDIO.read_bytes()
+    assert audio.size_bytes == seed_demo.DEMO_AUDIO.stat().st_size
+    assert 1000 < job.audio_duration_ms < 5000
+
+
+@pytest.mark.slow
+def test_the_queued_demo_job_is_real_work_a_worker_transcribes():
+    seed()
+    queued = Job.objects.get(status=JobStatus.QUEUED)
+
+    pipeline.process_job(str(queued.pk), job_services.claim_job(queued.pk))
+
+    done = Job.objects.get(pk=queued.pk)
+    assert done.status == JobStatus.DONE, done.error_message
+    with default_storage.open(done.transcript_txt_path) as transcript:
+        text = transcript.read().decode()
+    assert word_error_rate("Hello there, good morning.", text) <= MAX_WORD_ERROR_RATE
+
+
 def test_first_run_prints_a_summary_line():
     output = seed()
 
     assert output == (
-        "seed_demo: created 2 user(s), 3 job(s), 2 artifact(s); now 2 user(s), 1 license(s), 3 job(s), 2 artifact(s)\n"
+        "seed_demo: created 2 user(s), 3 job(s), 4 artifact(s); now 2 user(s), 1 license(s), 3 job(s), 4 artifact(s)\n"
     )
 
 
@@ -130,7 +159,7 @@ def test_second_run_changes_no_counts(media_files):
 
     output = seed()
 
-    assert counts() == before == (2, 1, 3, 2)
+    assert counts() == before == (2, 1, 3, 4)
     assert media_files() == files_before
     assert output.startswith("seed_demo: created 0 user(s), 0 job(s), 0 artifact(s);")
 
@@ -167,9 +196,9 @@ def test_force_recreates_the_demo_users_jobs_and_removes_their_old_files(
     new_ids = set(Job.objects.values_list("pk", flat=True))
     assert len(new_ids) == 3
     assert new_ids.isdisjoint(old_ids)
-    assert counts() == (2, 1, 3, 2)
+    assert counts() == (2, 1, 3, 4)
     assert old_files.isdisjoint(media_files())
-    assert len(media_files()) == 2
+    assert len(media_files()) == 4
 
 
 def test_force_leaves_other_users_jobs_alone(django_capture_on_commit_callbacks):
@@ -195,7 +224,7 @@ def test_reset_deletes_every_job_and_file_then_reseeds(settings, django_capture_
     assert User.objects.filter(pk=other.owner_id).exists()
     assert not default_storage.exists(name)
     assert Job.objects.filter(owner=demo_user()).count() == Job.objects.count() == 3
-    assert len(media_files()) == 2
+    assert len(media_files()) == 4
 
 
 def test_reset_with_debug_off_needs_yes(settings):

@@ -3,6 +3,7 @@
 import logging
 import os
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -15,7 +16,7 @@ from accounts import services as accounts
 from accounts.models import Role, User
 from licenses import services as licenses
 from licenses.models import License
-from transcriptions import formats
+from transcriptions import engine, formats
 from transcriptions import services as jobs
 from transcriptions.models import ArtifactType, FileArtifact, Job, JobStatus
 
@@ -26,6 +27,9 @@ USER_EMAIL = "user@example.com"
 DEFAULT_ADMIN_PASSWORD = "admin-demo-password"
 DEFAULT_USER_PASSWORD = "user-demo-password"
 DEMO_LICENSE_KEY = "DEMO-LICENSE-0001"
+# Real speech ("Hello there, good morning."), so the queued and processing
+# demo jobs are real work: a worker, or the embedded sweep, transcribes them.
+DEMO_AUDIO = Path(__file__).resolve().parents[2] / "demo" / "hello.mp3"
 DEMO_FEATURES = {
     "models": ["tiny.en"],
     "max_audio_seconds": 3600,
@@ -126,8 +130,14 @@ class Command(BaseCommand):
         return user
 
     def _create_jobs(self, user: User, created: dict, stored: list[str]) -> None:
-        queued = jobs.create_job(user, "tiny.en")
-        processing = jobs.create_job(user, "tiny.en")
+        duration_ms = int(engine.probe_audio(str(DEMO_AUDIO)) * 1000)
+        queued = jobs.create_job(user, "tiny.en", audio_duration_ms=duration_ms)
+        processing = jobs.create_job(user, "tiny.en", audio_duration_ms=duration_ms)
+        for job in (queued, processing):
+            name = default_storage.save(f"jobs/{job.pk}/audio.mp3", ContentFile(DEMO_AUDIO.read_bytes()))
+            stored.append(name)
+            jobs.add_artifact(job, ArtifactType.AUDIO, name, default_storage.size(name))
+            created["artifacts"] += 1
         jobs.set_job_status(processing, JobStatus.PROCESSING)
         done = jobs.create_job(user, "tiny.en", language="en")
         jobs.set_job_status(done, JobStatus.PROCESSING)
@@ -144,8 +154,8 @@ class Command(BaseCommand):
         Job.objects.filter(pk=done.pk).update(
             audio_duration_ms=int(DEMO_TRANSCRIPT["duration"] * 1000),
             processing_time_ms=850,
-            result_json_path=stored[0],
-            transcript_txt_path=stored[1],
+            result_json_path=stored[-2],
+            transcript_txt_path=stored[-1],
         )
         created["jobs"] += 3
         logger.debug("created jobs %s (queued), %s (processing), %s (done)", queued.pk, processing.pk, done.pk)
