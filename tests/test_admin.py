@@ -6,7 +6,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -288,6 +288,42 @@ def test_delete_selected_action_removes_jobs_and_their_files(admin_client, djang
     assert response.status_code == 302
     assert list(Job.objects.all()) == [kept]
     assert not default_storage.exists(name)
+
+
+def test_deleting_users_in_the_admin_removes_their_jobs_files(
+    admin_client, django_capture_on_commit_callbacks, media_files
+):
+    leaving, staying = UserFactory(), UserFactory()
+    for owner in (leaving, leaving, staying):
+        job = JobFactory(owner=owner, status=JobStatus.DONE)
+        name = default_storage.save(f"jobs/{job.pk}/audio.wav", ContentFile(b"RIFF"))
+        FileArtifactFactory(job=job, type=ArtifactType.AUDIO, path=name, size_bytes=4)
+        default_storage.save(f"jobs/{job.pk}/result.json.partial", ContentFile(b"{"))  # a dead attempt's leftover
+    kept = sorted(
+        f"jobs/{job.pk}/{name}" for job in staying.jobs.all() for name in ("audio.wav", "result.json.partial")
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            USERS_URL, {"action": "delete_selected", "_selected_action": [leaving.pk], "post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=leaving.pk).exists()
+    assert media_files() == kept
+
+
+def test_a_rolled_back_user_deletion_keeps_the_files(django_capture_on_commit_callbacks, media_files):
+    job = JobFactory()
+    default_storage.save(f"jobs/{job.pk}/audio.wav", ContentFile(b"RIFF"))
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        with transaction.atomic():
+            job.owner.delete()
+            raise RuntimeError("changed my mind")
+
+    assert Job.objects.filter(pk=job.pk).exists()
+    assert media_files() == [f"jobs/{job.pk}/audio.wav"]
 
 
 # --- Change pages and forms ---------------------------------------------------------------------

@@ -348,6 +348,17 @@ def delete_jobs(jobs: Iterable[Job]) -> int:
     return per_model.get(Job._meta.label, 0)
 
 
+def delete_files_of_owner(owner: User) -> None:
+    """Delete every stored file of the owner's jobs once the current transaction commits.
+
+    For an owner being deleted: the database cascades from the user to the job
+    and artifact rows, but storage has no cascade of its own.
+    """
+    job_ids = list(Job.objects.filter(owner=owner).values_list("pk", flat=True))
+    if job_ids:
+        transaction.on_commit(lambda: delete_stored_files(p for pk in job_ids for p in stored_files_of_job(pk)))
+
+
 def requeue_failed_jobs(job_ids: Iterable[uuid.UUID | str]) -> int:
     """Send failed jobs back to the queue for another try; return how many."""
     count = 0
