@@ -272,7 +272,7 @@ def analyse(heavy_email: str = HEAVY_EMAIL) -> dict:
         statements = _captured(call)
         page_sql = next(s for s in statements if 'FROM "jobs"' in s and "LIMIT 50" in s)
         others = [s for s in statements if s != page_sql]
-        page_ids = [str(job.pk) for job in call()]
+        page_ids = [str(job.id) for job in call()]
         results["cases"][name] = {
             "params": kwargs,
             "statements": len(statements),

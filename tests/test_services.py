@@ -474,8 +474,8 @@ def test_page_of_jobs_by_user_carries_the_total_of_the_filter(three_jobs_of_one_
     first = jobs.page_of_jobs_by_user(owner, limit=2)
     queued = jobs.page_of_jobs_by_user(owner, status=JobStatus.QUEUED, limit=1)
 
-    assert (first.jobs, first.total) == ([newest, middle], 3)
-    assert (queued.jobs, queued.total) == ([newest], 2)
+    assert ([j.id for j in first.jobs], first.total) == ([newest.pk, middle.pk], 3)
+    assert ([j.id for j in queued.jobs], queued.total) == ([newest.pk], 2)
 
 
 def test_page_of_jobs_by_user_counts_all_jobs_on_a_keyset_page(three_jobs_of_one_user):
@@ -484,7 +484,7 @@ def test_page_of_jobs_by_user_counts_all_jobs_on_a_keyset_page(three_jobs_of_one
     page = jobs.page_of_jobs_by_user(owner, limit=1, before=middle.pk)
     last = jobs.page_of_jobs_by_user(owner, limit=1, before=oldest.pk)
 
-    assert (page.jobs, page.total) == ([oldest], 3)
+    assert ([j.id for j in page.jobs], page.total) == ([oldest.pk], 3)
     assert (last.jobs, last.total) == ([], 3)
 
 
@@ -502,6 +502,19 @@ def test_page_of_jobs_by_user_of_a_user_without_jobs_is_empty():
     page = jobs.page_of_jobs_by_user(UserFactory())
 
     assert (page.jobs, page.total) == ([], 0)
+
+
+def test_page_of_jobs_by_user_items_hold_the_jobs_listed_columns(three_jobs_of_one_user):
+    owner, (newest, middle, oldest) = three_jobs_of_one_user
+    Job.objects.filter(pk=middle.pk).update(language="en", audio_duration_ms=5000, processing_time_ms=900)
+    middle.refresh_from_db()
+
+    item = jobs.page_of_jobs_by_user(owner).jobs[1]
+
+    assert item._asdict() == {
+        **{name: getattr(middle, name) for name in jobs.LIST_ITEM_COLUMNS},
+        "artifact_summaries": [],
+    }
 
 
 def test_page_of_jobs_by_user_summarises_each_jobs_artifacts_by_type(three_jobs_of_one_user):

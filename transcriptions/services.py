@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from django.conf import settings
 from django.core.files.base import File
@@ -143,11 +143,35 @@ class ArtifactSummary:
     size_bytes: int
 
 
+class JobListItem(NamedTuple):
+    """A job as a list page shows it: the columns `JobOut` reads, and its artifacts.
+
+    A tuple, not a model instance: building 50 `Job` instances cost more than
+    the statement that read them (see BENCHMARKS.md).
+    """
+
+    id: uuid.UUID
+    status: str
+    progress: int
+    model_name: str
+    mode: str
+    language: str | None
+    audio_duration_ms: int | None
+    processing_time_ms: int | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    artifact_summaries: list[ArtifactSummary]
+
+
+LIST_ITEM_COLUMNS = JobListItem._fields[:-1]
+
+
 @dataclass(frozen=True, slots=True)
 class JobPage:
     """One page of a user's jobs, and how many jobs match the filter in all."""
 
-    jobs: list[Job]
+    jobs: list[JobListItem]
     total: int
 
 
@@ -162,11 +186,27 @@ def _older_than(user: User, jobs, before: uuid.UUID | str):
     )
 
 
-def _with_summaries(jobs: list[Job]) -> list[Job]:
-    for job in jobs:
-        pairs = (item.rpartition(":") for item in job.artifact_list.split(",")) if job.artifact_list else ()
-        job.artifact_summaries = sorted(ArtifactSummary(type_, int(size)) for type_, _, size in pairs)
-    return jobs
+def _summaries(artifact_list: str | None) -> list[ArtifactSummary]:
+    # "type:size,type:size" from `with_artifact_list`, in type order.
+    pairs = (item.rpartition(":") for item in artifact_list.split(",")) if artifact_list else ()
+    return sorted(ArtifactSummary(type_, int(size)) for type_, _, size in pairs)
+
+
+def _page_queryset(user: User, status: str | None, limit: int, offset: int, before, *, with_total: bool):
+    """Return (the page's jobs with their artifact lists, every job of the filter)."""
+    _check_page(status, limit, offset)
+    if before is not None and offset:
+        raise ValueError("use either before or offset, not both")
+    matching = jobs_of_user(user, status)
+    jobs = matching if before is None else _older_than(user, matching, before)
+    if offset >= DEEP_OFFSET:
+        # Deep pages: skip the offset over the index alone, then read only the rows kept.
+        ids = list(jobs.values_list("id", flat=True)[offset : offset + limit])
+        jobs, offset = Job.objects.filter(pk__in=ids).newest_first(), 0
+    jobs = jobs.with_artifact_list()
+    if with_total:
+        jobs = jobs.with_owner_total(user, status)
+    return jobs[offset : offset + limit], matching
 
 
 def page_of_jobs_by_user(
@@ -184,22 +224,13 @@ def page_of_jobs_by_user(
     key instead of by offset: the jobs strictly older than that one, at the
     same cost however deep; the total still counts every job of the filter.
     """
-    _check_page(status, limit, offset)
-    if before is not None and offset:
-        raise ValueError("use either before or offset, not both")
-    matching = jobs_of_user(user, status)
-    jobs = matching if before is None else _older_than(user, matching, before)
-    if offset >= DEEP_OFFSET:
-        # Deep pages: skip the offset over the index alone, then read only the rows kept.
-        ids = list(jobs.values_list("id", flat=True)[offset : offset + limit])
-        rows = Job.objects.filter(pk__in=ids).newest_first().with_artifact_list().with_owner_total(user, status)
-    else:
-        rows = jobs.with_artifact_list().with_owner_total(user, status)[offset : offset + limit]
-    page = _with_summaries(list(rows))
-    if page:
-        return JobPage(page, page[0].owner_total)
+    page, matching = _page_queryset(user, status, limit, offset, before, with_total=True)
+    rows = list(page.values_list(*LIST_ITEM_COLUMNS, "artifact_list", "owner_total"))
+    items = [JobListItem(*row[:-2], _summaries(row[-2])) for row in rows]
+    if rows:
+        return JobPage(items, rows[0][-1])
     # Past the end there is no row to carry the total.
-    return JobPage(page, 0 if offset == 0 and before is None else matching.count())
+    return JobPage(items, 0 if offset == 0 and before is None else matching.count())
 
 
 def list_jobs_by_user(
@@ -210,8 +241,12 @@ def list_jobs_by_user(
     *,
     before: uuid.UUID | str | None = None,
 ) -> list[Job]:
-    """Return one page of the user's jobs, newest first, with their artifacts."""
-    return page_of_jobs_by_user(user, status, limit, offset, before=before).jobs
+    """Return one page of the user's jobs, newest first, each with `artifact_summaries`."""
+    page, _ = _page_queryset(user, status, limit, offset, before, with_total=False)
+    jobs = list(page)
+    for job in jobs:
+        job.artifact_summaries = _summaries(job.artifact_list)
+    return jobs
 
 
 def count_jobs_by_user(user: User, status: str | None = None) -> int:

@@ -79,7 +79,7 @@ def _page_links(request, query: dict, count: int, jobs: list) -> str:
     links = []
     if "before" in query:
         if len(jobs) == limit:
-            params = {**kept, "limit": limit, "before": str(jobs[-1].pk)}
+            params = {**kept, "limit": limit, "before": str(jobs[-1].id)}
             links.append(f'<{base}?{urlencode(params)}>; rel="next"')
         return ", ".join(links)
     if offset + limit < count:
