@@ -296,8 +296,8 @@ def _api(results: dict) -> list[str]:
             "`BearerTokenAuthentication`, nothing else (the issue's baseline). "
             "`/bench/plain-jobs-full` runs the API's own page statement (the page with each job's artifacts "
             "and the total for X-Total-Count, through `.values()`) and builds the same JSON, artifact URLs "
-            "included (formatted by the API's own `artifact_url`), without DRF or model instances: the ratio "
-            "to it isolates what DRF, the model instances and the serializer cost.",
+            "included (formatted by the API's own `artifact_url`), without DRF: the ratio to it isolates "
+            "what DRF and the serializer cost.",
             "",
             "| connections | API list req/s | plain req/s | API ÷ plain "
             "| plain, same statement req/s | API ÷ same statement |",
@@ -343,7 +343,7 @@ def _queries(results: dict) -> list[str]:
             "",
             "In-process, best of 40 runs each, for the list user's first page (50 jobs, 250 artifacts). "
             "The plain view runs only the first row's query; the API runs `page_of_jobs_by_user` (the third row: "
-            "one statement for the page as model instances, each job's artifacts and the total), the "
+            "one statement for the page as plain rows, each job's artifacts and the total), the "
             "serialisation and the rendering, plus what every request pays (middleware, token authentication, "
             "DRF's request handling and query validation).",
             "",
@@ -573,8 +573,8 @@ def _findings(results: dict) -> list[str]:
                 full_ratio = _peak(api["list"]["points"])["rps"] / _peak(api["plain_full"]["points"])["rps"]
                 text += (
                     f" Against a plain view that runs the same statement and builds the same JSON the ratio is "
-                    f"{full_ratio:.2f}, so the gap is the endpoint's extra work (the page's artifacts, the count, "
-                    "model instances), not DRF."
+                    f"{full_ratio:.2f}: the difference between the two ratios is the endpoint's extra work (each "
+                    "job's artifacts, the count, a larger body), the rest is DRF and the serializer."
                 )
             in_process = {row["name"]: row.get("in_process_ms") for row in results.get("queries", [])}
             list_ms, plain_ms = in_process.get("list, 50 jobs"), in_process.get("plain view, 50 jobs (bench only)")
