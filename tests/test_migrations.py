@@ -175,3 +175,24 @@ def test_rollback_last_migration_twice_unapplies_two_migrations():
     rolled_back = before - _applied()
     assert len(rolled_back) == 2
     assert {app for app, _name in rolled_back} <= set(PROJECT_APPS)
+
+
+# --- Indexes ---------------------------------------------------------------------------------------
+
+
+def _job_indexes() -> dict[str, list[str]]:
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, "jobs")
+    return {name: info["columns"] for name, info in found.items() if info["index"] and not info["primary_key"]}
+
+
+@migration_test
+@pytest.mark.django_db(transaction=True)
+def test_transcriptions_0005_swaps_the_owner_index_for_owner_and_status_and_back():
+    assert _job_indexes()["jobs_owner_status_idx"] == ["owner_user_id", "status"]
+    assert "jobs_owner_idx" not in _job_indexes()
+
+    call_command("migrate", "transcriptions", "0004", verbosity=0)
+
+    assert _job_indexes()["jobs_owner_idx"] == ["owner_user_id"]
+    assert "jobs_owner_status_idx" not in _job_indexes()
