@@ -70,6 +70,8 @@ def plain_jobs_full(request: HttpRequest) -> JsonResponse:
             for type_, _, size in items
         ]
         rows.append(row)
+    if not rows and offset:
+        total = services.count_jobs_by_user(user)  # past the end no row carries it, as in the service
     response = JsonResponse(rows, safe=False)
     response["X-Total-Count"] = str(total)
     return response

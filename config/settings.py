@@ -77,7 +77,7 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------
-if "DATABASE_URL" not in env:
+if not env.str("DATABASE_URL", default="").strip():
     raise ImproperlyConfigured(
         "DATABASE_URL is required, e.g. "
         "DATABASE_URL=postgres://postgres@127.0.0.1:5432/transcribe "
@@ -99,6 +99,12 @@ elif _database["ENGINE"] == "django.db.backends.sqlite3":
     # Take the write lock when a transaction starts: a read-then-write
     # transaction would otherwise fail at once with "database is locked".
     _database["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    # The test database is a file beside this one, not Django's in-memory
+    # default: that one shares a cache between threads, and its table locks
+    # fail at once where a file's locks wait (the timeout above).
+    _name = Path(str(_database["NAME"]))
+    if _database["NAME"] not in ("", ":memory:") and not str(_database["NAME"]).startswith("file:"):
+        _database.setdefault("TEST", {}).setdefault("NAME", str(_name.with_name(f"test_{_name.name}")))
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -590,6 +590,34 @@ def test_requeue_stale_jobs_does_not_count_a_job_it_could_not_publish(stale_afte
     assert Job.objects.get(pk=queued_job.pk).enqueued_at is None
 
 
+def test_a_sweep_leaves_a_job_another_sweep_requeued_and_a_worker_claimed_meanwhile(
+    stale_after, enqueued, monkeypatch
+):
+    # Given a stale processing job that two sweeps list at the same moment
+    job = JobFactory(status=JobStatus.PROCESSING, attempts=1)
+    age(job, stale_after + 1)
+    real_atomic = transaction.atomic
+    other = {}
+
+    def atomic_after_the_other_sweep(*args, **kwargs):
+        if not other:
+            # the other sweep acts first, and a worker claims the requeued job
+            other["started"] = True
+            other["result"] = services.requeue_stale_jobs()
+            other["attempt"] = services.claim_job(job.pk)
+        return real_atomic(*args, **kwargs)
+
+    monkeypatch.setattr(services.transaction, "atomic", atomic_after_the_other_sweep)
+
+    # When this sweep gets to the job
+    result = services.requeue_stale_jobs()
+
+    # Then it finds the job alive and leaves the worker's attempt alone
+    assert (other["result"].requeued, other["attempt"]) == ([job.pk], 2)
+    assert result.requeued == result.failed == []
+    assert Job.objects.filter(pk=job.pk).values_list("status", "attempts").get() == (JobStatus.PROCESSING, 2)
+
+
 def test_requeue_stale_jobs_command_prints_what_it_did(stale_after, enqueued):
     stale = JobFactory(status=JobStatus.PROCESSING, attempts=1)
     spent = JobFactory(status=JobStatus.PROCESSING, attempts=3)

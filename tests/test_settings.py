@@ -28,8 +28,11 @@ def _django(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_missing_database_url_fails_naming_the_variable_with_an_example():
+@pytest.mark.parametrize("database_url", [None, "", "  "], ids=["unset", "empty", "blank"])
+def test_missing_database_url_fails_naming_the_variable_with_an_example(database_url):
     env = {k: v for k, v in PRODUCTION.items() if k != "DATABASE_URL"}
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
 
     result = _django("", **env)
 

@@ -12,7 +12,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, connections
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,12 @@ _sweeper_stop = threading.Event()
 
 def _executor() -> ThreadPoolExecutor:
     global _local_executor
-    if _local_executor is None:
-        # One job at a time: a second model run would only halve the speed of both.
-        _local_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
-    return _local_executor
+    # Request threads and the sweeper may both get here first.
+    with _local_lock:
+        if _local_executor is None:
+            # One job at a time: a second model run would only halve the speed of both.
+            _local_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
+        return _local_executor
 
 
 def task_time_limits(job_id: str) -> tuple[int, int]:
@@ -54,10 +56,16 @@ def enqueue_job(job_id: uuid.UUID | str) -> bool:
     job_id = str(job_id)
     if not settings.REDIS_URL:
         with _local_lock:
-            if job_id in _local_jobs:
-                return True
+            waiting = job_id in _local_jobs
             _local_jobs.add(job_id)
-        _executor().submit(tasks.run_in_process, job_id).add_done_callback(lambda _: _forget_local(job_id))
+        if not waiting:
+            try:
+                future = _executor().submit(tasks.run_in_process, job_id)
+            except RuntimeError:  # the executor is shutting down with the process
+                _forget_local(job_id)
+                return False
+            future.add_done_callback(lambda _: _forget_local(job_id))
+        # Stamped again for a job still waiting its turn, so the sweep does not find it every round.
         services.mark_enqueued(job_id)
         return True
     soft, hard = task_time_limits(job_id)
@@ -114,9 +122,12 @@ def _sweep_until_stopped(interval: int) -> None:
                     "recovery sweep: requeued %d, failed %d, re-enqueued %d",
                     len(result.requeued), len(result.failed), len(result.reenqueued),
                 )
-        except DatabaseError as exc:
+        except (DatabaseError, InterfaceError) as exc:
             # The database is away; the next round tries again.
             logger.warning("recovery sweep skipped: %s", exc.__class__.__name__)
+        except Exception:
+            # Nothing restarts this thread: log the surprise and keep sweeping.
+            logger.exception("recovery sweep failed")
         finally:
             connections.close_all()
         _sweeper_stop.wait(interval)

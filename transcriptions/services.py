@@ -665,13 +665,12 @@ def requeue_stale_jobs(now: datetime | None = None) -> SweepResult:
     """
     now = now or timezone.now()
     result = SweepResult([], [], [])
-    stale_processing = Job.objects.filter(
-        status=JobStatus.PROCESSING,
-        updated_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS),
-    ).values_list("pk", flat=True)
-    for pk in list(stale_processing):
+    stale = Q(status=JobStatus.PROCESSING, updated_at__lt=now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS))
+    for pk in list(Job.objects.filter(stale).values_list("pk", flat=True)):
         with transaction.atomic():
-            job = Job.objects.select_for_update(skip_locked=True).filter(pk=pk, status=JobStatus.PROCESSING).first()
+            # Stale again under the lock: another sweep (beat, a second web
+            # process) may have requeued it since, and a worker claimed it.
+            job = Job.objects.select_for_update(skip_locked=True).filter(stale, pk=pk).first()
             if job is None:
                 continue
             if job.attempts >= settings.JOB_MAX_ATTEMPTS:
