@@ -15,35 +15,11 @@ from knox.models import AuthToken
 from accounts.models import User
 from licenses import services as licenses
 from transcriptions import formats
+from transcriptions.management.commands.seed_demo import DEMO_TRANSCRIPT
 from transcriptions.models import ArtifactType, FileArtifact, Job, JobStatus
 
 LIST_USER_JOBS = 60
 UPLOAD_USERS = 16
-
-TRANSCRIPT = {
-    "language": "en",
-    "language_probability": 1.0,
-    "duration": 5.0,
-    "model": "tiny.en",
-    "text": "Thank you for joining the meeting today.",
-    "segments": [
-        {
-            "id": 0,
-            "start": 0.0,
-            "end": 2.4,
-            "text": "Thank you for joining the meeting today.",
-            "words": [
-                {"start": 0.0, "end": 0.3, "word": " Thank", "probability": 0.98},
-                {"start": 0.3, "end": 0.5, "word": " you", "probability": 0.99},
-                {"start": 0.5, "end": 0.8, "word": " for", "probability": 0.99},
-                {"start": 0.8, "end": 1.2, "word": " joining", "probability": 0.97},
-                {"start": 1.2, "end": 1.4, "word": " the", "probability": 0.99},
-                {"start": 1.4, "end": 1.9, "word": " meeting", "probability": 0.98},
-                {"start": 1.9, "end": 2.4, "word": " today.", "probability": 0.97},
-            ],
-        }
-    ],
-}
 
 
 @dataclass
@@ -93,10 +69,10 @@ def _stored_outputs(job: Job) -> dict[str, str]:
     """Write the job's result files to storage; return their storage names by artifact type."""
     files = {
         ArtifactType.AUDIO: ("audio.mp3", (settings.BASE_DIR / "tests/fixtures/speech_en.mp3").read_bytes()),
-        ArtifactType.RESULT_JSON: ("result.json", formats.to_json_bytes(TRANSCRIPT)),
-        ArtifactType.TRANSCRIPT_TXT: ("transcript.txt", formats.to_txt(TRANSCRIPT).encode()),
-        ArtifactType.SUBTITLES_SRT: ("subtitles.srt", formats.to_srt(TRANSCRIPT).encode()),
-        ArtifactType.SUBTITLES_VTT: ("subtitles.vtt", formats.to_vtt(TRANSCRIPT).encode()),
+        ArtifactType.RESULT_JSON: ("result.json", formats.to_json_bytes(DEMO_TRANSCRIPT)),
+        ArtifactType.TRANSCRIPT_TXT: ("transcript.txt", formats.to_txt(DEMO_TRANSCRIPT).encode()),
+        ArtifactType.SUBTITLES_SRT: ("subtitles.srt", formats.to_srt(DEMO_TRANSCRIPT).encode()),
+        ArtifactType.SUBTITLES_VTT: ("subtitles.vtt", formats.to_vtt(DEMO_TRANSCRIPT).encode()),
     }
     return {
         type_: default_storage.save(f"jobs/{job.pk}/{name}", ContentFile(data)) for type_, (name, data) in files.items()

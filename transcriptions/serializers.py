@@ -53,6 +53,8 @@ def _artifacts_of(job: Job):
 
 
 class ArtifactOut(serializers.ModelSerializer):
+    """A file of the job: its type, size in bytes and download URL."""
+
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -62,18 +64,13 @@ class ArtifactOut(serializers.ModelSerializer):
     def get_url(self, artifact: FileArtifact) -> str:
         return artifact_url(artifact.job_id, artifact.type)
 
-    def to_representation(self, artifact: FileArtifact) -> dict:
-        return {"type": artifact.type, "size_bytes": artifact.size_bytes, "url": self.get_url(artifact)}
-
 
 class JobOut(serializers.ModelSerializer):
-    """A job as clients see it.
+    """A transcription job: its settings, status, timings and files."""
 
-    The fields declare the schema; `to_representation` builds the same dict
-    directly, because DRF's generic field-by-field path dominated list latency
-    (see BENCHMARKS.md).
-    """
-
+    # The fields declare the schema; `to_representation` builds the same dict
+    # directly, because DRF's generic field-by-field path dominated list
+    # latency (see BENCHMARKS.md).
     artifacts = ArtifactOut(many=True, read_only=True)
 
     class Meta:

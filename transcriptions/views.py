@@ -46,29 +46,27 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="Repeat a POST safely: the same key within 24 hours returns the first job.",
 )
+
+
+def _response_header(name: str, type_, status: int, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.HEADER, response=[status], description=description)
+
+
 LIST_HEADERS = [
-    OpenApiParameter(
-        "X-Total-Count", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[200],
-        description="Number of jobs matching the filter.",
-    ),
-    OpenApiParameter(
-        "Link", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
-        description='RFC 8288 links to the rel="next" and rel="prev" pages, where they exist.',
+    _response_header("X-Total-Count", OpenApiTypes.INT, 200, "Number of jobs matching the filter."),
+    _response_header(
+        "Link", OpenApiTypes.STR, 200, 'RFC 8288 links to the rel="next" and rel="prev" pages, where they exist.'
     ),
 ]
 CREATE_HEADERS = [
-    OpenApiParameter(
-        "Location", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201],
-        description="/api/transcriptions/<id> of the job.",
+    _response_header("Location", OpenApiTypes.STR, 201, "/api/transcriptions/<id> of the job."),
+    _response_header(
+        "Idempotent-Replayed",
+        OpenApiTypes.STR,
+        201,
+        "'true' when an earlier request with the same Idempotency-Key created this job.",
     ),
-    OpenApiParameter(
-        "Idempotent-Replayed", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201],
-        description="'true' when an earlier request with the same Idempotency-Key created this job.",
-    ),
-    OpenApiParameter(
-        "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429],
-        description="Seconds to wait, for rate limits.",
-    ),
+    _response_header("Retry-After", OpenApiTypes.INT, 429, "Seconds to wait, for rate limits."),
 ]
 
 
@@ -175,9 +173,8 @@ class JobViewSet(viewsets.ViewSet):
         summary="Download one of the job's files",
         parameters=[
             OpenApiParameter("artifact_type", OpenApiTypes.STR, OpenApiParameter.PATH, enum=ArtifactType.values),
-            OpenApiParameter(
-                "Content-Disposition", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
-                description="attachment; filename=<job id>-<type>.<extension>",
+            _response_header(
+                "Content-Disposition", OpenApiTypes.STR, 200, "attachment; filename=<job id>-<type>.<extension>"
             ),
         ],
         responses={
